@@ -1,0 +1,31 @@
+"""losscomp: a symbolic loss compiler.
+
+Write a loss as mathematics; get its exact gradient and Hessian and standalone NumPy, PyTorch and
+TensorFlow code for all three.
+"""
+
+__version__ = "0.1.0"
+
+from .compiler import BACKENDS, REDUCTIONS, CompiledLoss, compile  # noqa: E402
+from .errors import (  # noqa: E402
+    LossDefinitionError,
+    LossDerivationError,
+    LossError,
+    LossNameError,
+    LossOptionError,
+    LossSyntaxError,
+)
+
+__all__ = [
+    "BACKENDS",
+    "REDUCTIONS",
+    "CompiledLoss",
+    "LossDefinitionError",
+    "LossDerivationError",
+    "LossError",
+    "LossNameError",
+    "LossOptionError",
+    "LossSyntaxError",
+    "__version__",
+    "compile",
+]

@@ -1,0 +1,196 @@
+"""The pipeline behind `losscomp.compile`: text -> definitions -> derivatives -> stable forms -> source.
+
+    parse (syntax) -> lower (ir) -> stabilize -> derive -> stabilize -> emit (backends) -> load (runtime)
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+import sympy
+
+from . import catalog, display, emit, runtime
+from .backends.base import Backend
+from .derive import Derivation, derive
+from .errors import LossError, LossNameError, LossOptionError, did_you_mean
+from .ir import Definition, Parameter, lower_module
+from .stabilize import stabilize
+from .syntax import parse
+
+BACKENDS = ("numpy", "torch", "tensorflow")
+REDUCTIONS = ("mean", "sum", "none")
+_ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
+
+
+def backend(name: str) -> Backend:
+    """The backend called `name` (imported on first use, so unused frameworks cost nothing)."""
+    key = _ALIASES.get(name, name)
+    if key not in BACKENDS:
+        raise LossOptionError(f"unknown backend '{name}'{did_you_mean(name, BACKENDS)}; "
+                              f"choose one of {', '.join(BACKENDS)}")
+    return importlib.import_module(f"losscomp.backends.{key}").BACKEND
+
+
+@dataclass(frozen=True)
+class CompiledLoss:
+    """A loss definition with its symbolic derivatives, ready to emit for any backend."""
+
+    definition: Definition
+    derivation: Derivation
+    reduction: str
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.derivation.targets)
+
+    @property
+    def value(self) -> sympy.Expr:
+        """Per-element loss l."""
+        return self.derivation.value
+
+    @property
+    def gradient(self) -> sympy.Expr | tuple[sympy.Expr, ...]:
+        """dl/dt per element (a tuple for several targets)."""
+        g = self.derivation.gradient
+        return g[0] if len(g) == 1 else g
+
+    @property
+    def hessian(self) -> sympy.Expr | tuple[tuple[sympy.Expr, ...], ...]:
+        """d2l/dt2 per element (the diagonal of the Hessian), or the blocks for several targets."""
+        h = self.derivation.hessian
+        return h[0][0] if len(h) == 1 else h
+
+    def _named(self, expr: sympy.Expr) -> sympy.Expr:
+        return display.with_names(expr, self.definition.bindings)
+
+    def plain(self) -> dict[str, object]:
+        """Loss, gradient and Hessian as plain text, with the `where` names put back."""
+        d = self.derivation
+        return {
+            "loss": display.plain(self._named(d.value)),
+            "gradient": tuple(display.plain(self._named(g)) for g in d.gradient),
+            "hessian": tuple(tuple(display.plain(self._named(h)) for h in row) for row in d.hessian),
+        }
+
+    def latex(self) -> str:
+        """Loss, gradient and Hessian as LaTeX equations, one per line."""
+        d = self.derivation
+        lines = [rf"\ell = {display.latex(self._named(d.value))}"]
+        for t, g in zip(d.targets, d.gradient):
+            lines.append(rf"\frac{{\partial \ell}}{{\partial {sympy.latex(t)}}} = {display.latex(self._named(g))}")
+        for i, ti in enumerate(d.targets):
+            for j, tj in enumerate(d.targets):
+                if j >= i:
+                    den = (rf"\partial {sympy.latex(ti)}^{{2}}" if i == j
+                           else rf"\partial {sympy.latex(ti)}\,\partial {sympy.latex(tj)}")
+                    lines.append(rf"\frac{{\partial^{{2}} \ell}}{{{den}}} = "
+                                 rf"{display.latex(self._named(d.hessian[i][j]))}")
+        return "\n".join(lines)
+
+    def spec(self) -> emit.Spec:
+        d = self.derivation
+        text = self.plain()
+        return emit.Spec(
+            name=self.name, source=self.definition.text,
+            arguments=tuple(a.name for a in self.definition.arguments), targets=self.targets,
+            parameters=tuple((p.name, float(p.default)) for p in self.definition.parameters),
+            reduction=self.reduction, value=stabilize(d.value),
+            gradient=tuple(stabilize(g) for g in d.gradient),
+            hessian=tuple(tuple(stabilize(h) for h in row) for row in d.hessian),
+            bindings=self.definition.bindings, display_value=text["loss"],
+            display_gradient=text["gradient"], display_hessian=text["hessian"])
+
+    def emit(self, backend_name: str = "numpy") -> str:
+        """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
+        return emit.emit(self.spec(), backend(backend_name))
+
+    def build(self, backend_name: str = "numpy") -> types.ModuleType:
+        """The emitted source loaded as a module."""
+        key = _ALIASES.get(backend_name, backend_name)
+        return runtime.load(self.emit(key), f"{self.name}_{key}")
+
+
+def _definitions(source: str, name: str | None, params: Mapping[str, float] | None) -> list[Definition]:
+    text = source.strip()
+    if text.isidentifier() and catalog.lookup(text) is not None:
+        return [catalog.lookup(text)]
+    module = parse(source)
+    return lower_module(module, catalog.lookup, bare_name=name or "loss",
+                        parameters=params if module.bare is not None else None)
+
+
+def _with_params(definition: Definition, params: Mapping[str, float] | None) -> Definition:
+    if not params:
+        return definition
+    known = {p.name: p for p in definition.parameters}
+    updated = []
+    for key in params:
+        if key not in known:
+            hint = did_you_mean(key, known)
+            have = ", ".join(known) or "none"
+            raise LossNameError(f"'{definition.name}' has no parameter '{key}'{hint} (its parameters: {have})")
+    for p in definition.parameters:
+        if p.name in params:
+            value = params[p.name]
+            if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+                raise LossOptionError(f"parameter '{p.name}' must be a finite number, not {value!r}")
+            p = Parameter(p.name, sympy.Rational(str(float(value))), p.symbol)
+        updated.append(p)
+    return replace(definition, parameters=tuple(updated))
+
+
+def _targets(definition: Definition, wrt: str | Sequence[str] | None) -> tuple[sympy.Symbol, ...]:
+    names = [a.name for a in definition.arguments]
+    if wrt is None:
+        chosen = list(definition.wrt) or [names[1] if len(names) > 1 else names[0]]
+    else:
+        chosen = [wrt] if isinstance(wrt, str) else list(wrt)
+        if not chosen:
+            raise LossOptionError("wrt names no target")
+    for target in chosen:
+        if target not in names:
+            raise LossNameError(f"'{target}' is not an argument of '{definition.name}'"
+                                f"{did_you_mean(target, names)} (its arguments: {', '.join(names)})")
+    if len(set(chosen)) != len(chosen):
+        raise LossOptionError("a target is named twice in wrt")
+    return tuple(definition.argument(t).symbol for t in chosen)
+
+
+def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | None = None,
+            reduction: str = "mean", params: Mapping[str, float] | None = None) -> CompiledLoss:
+    """Compile loss-language text (or a catalog name) into a `CompiledLoss`.
+
+    `name` picks a definition (default: the last one; for a bare expression, its name). `wrt` names
+    the target(s) (default: the definition's `wrt` clause, else its second argument). `params` sets
+    parameter defaults (for a bare expression it also says which free names are parameters).
+    """
+    if reduction not in REDUCTIONS:
+        raise LossOptionError(f"unknown reduction '{reduction}'{did_you_mean(str(reduction), REDUCTIONS)}; "
+                              f"choose one of {', '.join(REDUCTIONS)}")
+    definitions = _definitions(source, name, params)
+    if name is None or (len(definitions) == 1 and definitions[0].name == name):
+        chosen = definitions[-1]
+    else:
+        matches = [d for d in definitions if d.name == name]
+        if not matches:
+            available = [d.name for d in definitions]
+            raise LossNameError(f"no definition named '{name}'{did_you_mean(name, available)} "
+                                f"(defined: {', '.join(available)})")
+        chosen = matches[0]
+    is_bare = len(definitions) == 1 and chosen.text == source.strip() and chosen.span is not None and \
+        not any(d.name == chosen.name for d in [catalog.lookup(chosen.name)] if d is not None)
+    chosen = chosen if is_bare else _with_params(chosen, params)
+    targets = _targets(chosen, wrt)
+    try:
+        value = stabilize(chosen.body)
+        derivation = derive(value, targets)
+    except LossError as error:
+        raise error.with_source(chosen.text)
+    return CompiledLoss(chosen, derivation, reduction)

@@ -1,0 +1,72 @@
+"""Plain-text and LaTeX forms of expressions, for `derive`, headers and the demo.
+
+Plain text reads like the loss language: `^` for powers, `if c then a else b` for Piecewise.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+
+class _PlainPrinter(StrPrinter):
+    def _print_Pow(self, expr, rational=False):
+        text = super()._print_Pow(expr, rational)
+        return text.replace("**", "^")
+
+    def _print_Piecewise(self, expr):
+        pieces = list(expr.args)
+        text = self._print(pieces[-1].expr)
+        for value, cond in reversed(pieces[:-1]):
+            text = f"(if {self._print(cond)} then {self._print(value)} else {text})"
+        return text
+
+    def _print_Abs(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_And(self, expr):
+        return " and ".join(self.parenthesize(a, 2) for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " or ".join(self.parenthesize(a, 2) for a in expr.args)
+
+    def _print_Not(self, expr):
+        return f"not {self.parenthesize(expr.args[0], 3)}"
+
+    def _print_Max(self, expr):
+        return f"max({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Min(self, expr):
+        return f"min({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_loggamma(self, expr):
+        return f"lgamma({self._print(expr.args[0])})"
+
+    def _print_polygamma(self, expr):
+        if expr.args[0] == 0:
+            return f"digamma({self._print(expr.args[1])})"
+        return super()._print_Function(expr)
+
+    def _print_Exp1(self, expr):
+        return "exp(1)"
+
+
+def plain(expr: sympy.Basic) -> str:
+    """The expression as one line of loss-language-like text."""
+    return _PlainPrinter().doprint(expr)
+
+
+def with_names(expr: sympy.Basic, bindings: Iterable[tuple[str, sympy.Expr]],
+               symbol=lambda name: sympy.Symbol(name, real=True)) -> sympy.Basic:
+    """Write the `where` names back into an expression: y - y_pred -> e (latest binding first)."""
+    for name, value in reversed(list(bindings)):
+        if value.is_Atom:
+            continue  # a number or a lone symbol: substituting it would rename unrelated parts
+        expr = expr.subs(value, symbol(name))
+    return expr
+
+
+def latex(expr: sympy.Basic) -> str:
+    return sympy.latex(expr)

@@ -1,0 +1,114 @@
+"""SymPy functions the language needs that SymPy lacks, each with its derivative rule beside it.
+
+Keeping `sigmoid` and `softplus` as functions (not expanded into exp) keeps derivatives compact and
+stable: softplus' = sigmoid, sigmoid' = sigmoid (1 - sigmoid), with no exp(z)/(1 + exp(z)) to overflow.
+`relu` and `clip` are non-smooth; `losscomp.canonical` lowers them to Piecewise with the kink
+convention before anything is differentiated, so they have no `fdiff`.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy import Function, S, exp, log
+
+
+class sigmoid(Function):  # noqa: N801 - printed by name
+    """sigmoid(x) = 1 / (1 + exp(-x));  sigmoid'(x) = sigmoid(x) (1 - sigmoid(x))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return S.Half
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + exp(-x))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(exp)._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
+    def _latex(self, printer):
+        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+
+
+class softplus(Function):  # noqa: N801
+    """softplus(x) = log(1 + exp(x));  softplus'(x) = sigmoid(x)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return log(2)
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return log(1 + exp(x))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(exp)._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
+
+    def _latex(self, printer):
+        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+
+
+class relu(Function):  # noqa: N801
+    """relu(x) = max(x, 0), with relu'(0) = 0 (lowered by `canonical`)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_nonnegative:
+            return x
+        if x.is_nonpositive:
+            return S.Zero
+
+    def _eval_rewrite_as_Piecewise(self, x, **kwargs):
+        return sympy.Piecewise((x, x > 0), (0, True))
+
+    def _eval_evalf(self, prec):
+        return sympy.Max(self.args[0], 0)._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self):
+        return True if self.args[0].is_real else None
+
+
+class clip(Function):  # noqa: N801
+    """clip(x, lo, hi) = min(max(x, lo), hi); the gradient passes at the bounds (lowered by `canonical`)."""
+
+    nargs = 3
+
+    def _eval_rewrite_as_Piecewise(self, x, lo, hi, **kwargs):
+        return sympy.Piecewise((lo, x < lo), (hi, x > hi), (x, True))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sympy.Piecewise)._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args) or None
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, relu, clip)

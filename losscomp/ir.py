@@ -1,0 +1,407 @@
+"""Syntax tree -> definitions: names resolved, bodies as SymPy expressions in per-element symbols.
+
+A `Definition` is the meaning of one `name(args; params) = expr where ...`: its body is the loss of one
+element, a SymPy expression whose free symbols are the arguments and parameters. `where` bindings and
+calls of earlier definitions are inlined (the emitter names shared subexpressions after the bindings
+again). Nothing here executes user text: every SymPy object is built by a constructor from the table
+in `vocabulary`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Mapping, Optional
+
+import sympy
+from sympy.logic.boolalg import Boolean
+
+from .errors import LossDefinitionError, LossNameError, Span, did_you_mean
+from .syntax import nodes
+from .vocabulary import CONSTANTS, DOMAINS, FUNCTIONS, REDUCTIONS
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A tensor input, batch first."""
+
+    name: str
+    domain: str
+    symbol: sympy.Symbol
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A scalar with a default; emitted functions take it as a keyword argument."""
+
+    name: str
+    default: sympy.Expr
+    symbol: sympy.Symbol
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One loss: `body` is the per-element loss l(arguments; parameters)."""
+
+    name: str
+    arguments: tuple[Argument, ...]
+    parameters: tuple[Parameter, ...]
+    body: sympy.Expr
+    bindings: tuple[tuple[str, sympy.Expr], ...] = ()  # where-names and what they stand for
+    wrt: tuple[str, ...] = ()                          # from a `wrt` clause; empty: caller decides
+    text: str = ""                                     # the definition's source text
+    span: Optional[Span] = field(default=None, compare=False)
+
+    def argument(self, name: str) -> Argument:
+        for argument in self.arguments:
+            if argument.name == name:
+                return argument
+        raise KeyError(name)
+
+    @property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        return {a.name: a.symbol for a in self.arguments} | {p.name: p.symbol for p in self.parameters}
+
+
+Resolver = Callable[[str], Optional[Definition]]
+
+
+def argument_symbol(name: str, domain: str = "real") -> sympy.Symbol:
+    """The per-element symbol of an argument: real, plus what its domain lets SymPy assume."""
+    return sympy.Symbol(name, **{"real": True, **dict(DOMAINS[domain].assumptions)})
+
+
+def parameter_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def _number(value: Fraction) -> sympy.Expr:
+    return sympy.Integer(value.numerator) if value.denominator == 1 else sympy.Rational(value.numerator, value.denominator)
+
+
+_COMPARE = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge, "==": sympy.Eq, "!=": sympy.Ne}
+
+
+class _Scope:
+    """Names visible in one right-hand side, and the earlier definitions it may call."""
+
+    def __init__(self, values: dict[str, sympy.Expr], resolve: Resolver, source: str,
+                 pending: Mapping[str, Span] | None = None, free_names: list[str] | None = None):
+        self.values = values
+        self.resolve = resolve
+        self.source = source
+        self.pending = dict(pending or {})  # bindings not yet defined: name -> where it is bound
+        self.free_names = free_names        # a bare expression collects its free names here
+
+    def lookup(self, name: nodes.Name) -> sympy.Expr:
+        if name.id in self.values:
+            return self.values[name.id]
+        if name.id in self.pending:
+            raise LossDefinitionError(
+                f"'{name.id}' is used before its binding; a 'where' binding may only use earlier ones",
+                name.span, self.source)
+        if name.id in CONSTANTS:
+            return CONSTANTS[name.id]
+        if self.free_names is not None:
+            if name.id in FUNCTIONS or name.id in REDUCTIONS:
+                raise LossNameError(f"'{name.id}' is a function; call it with parentheses", name.span, self.source)
+            self.free_names.append(name.id)
+            symbol = argument_symbol(name.id)
+            self.values[name.id] = symbol
+            return symbol
+        hint = did_you_mean(name.id, list(self.values) + list(CONSTANTS))
+        raise LossNameError(f"unknown name '{name.id}'{hint}", name.span, self.source)
+
+
+def _lower(node, scope: _Scope):
+    """One syntax node -> a SymPy expression (or a SymPy boolean for conditions)."""
+    if isinstance(node, nodes.Number):
+        return _number(node.value)
+    if isinstance(node, nodes.Name):
+        return scope.lookup(node)
+    if isinstance(node, nodes.Unary):
+        operand = _lower(node.operand, scope)
+        if node.op == "not":
+            return sympy.Not(_boolean(operand, node.operand, scope))
+        return -_numeric(operand, node.operand, scope)
+    if isinstance(node, nodes.Binary):
+        left, right = _lower(node.left, scope), _lower(node.right, scope)
+        if node.op in ("and", "or"):
+            left, right = _boolean(left, node.left, scope), _boolean(right, node.right, scope)
+            return sympy.And(left, right) if node.op == "and" else sympy.Or(left, right)
+        left, right = _numeric(left, node.left, scope), _numeric(right, node.right, scope)
+        if node.op == "+":
+            return left + right
+        if node.op == "-":
+            return left - right
+        if node.op == "*":
+            return left * right
+        if node.op == "/":
+            if right.is_zero:
+                raise LossDefinitionError("division by zero", node.right.span, scope.source)
+            return left / right
+        result = left ** right
+        if result.has(sympy.zoo, sympy.nan):
+            raise LossDefinitionError("this power is undefined (0 to a negative power?)", node.span, scope.source)
+        return result
+    if isinstance(node, nodes.Compare):
+        left = _numeric(_lower(node.left, scope), node.left, scope)
+        right = _numeric(_lower(node.right, scope), node.right, scope)
+        return _COMPARE[node.op](left, right)
+    if isinstance(node, nodes.IfElse):
+        condition = _boolean(_lower(node.condition, scope), node.condition, scope)
+        then = _numeric(_lower(node.then, scope), node.then, scope)
+        otherwise = _numeric(_lower(node.otherwise, scope), node.otherwise, scope)
+        return sympy.Piecewise((then, condition), (otherwise, True))
+    if isinstance(node, nodes.Call):
+        return _lower_call(node, scope)
+    raise LossDefinitionError(f"'{type(node).__name__}' cannot appear here", getattr(node, "span", None), scope.source)
+
+
+def _numeric(value, node, scope: _Scope) -> sympy.Expr:
+    if not isinstance(value, sympy.Expr):
+        raise LossDefinitionError("a condition is not a number; use it in 'if ... then ... else ...'",
+                                  node.span, scope.source)
+    return value
+
+
+def _boolean(value, node, scope: _Scope):
+    if isinstance(value, sympy.Expr) or not isinstance(value, (Boolean, bool)):
+        raise LossDefinitionError("expected a condition (a comparison, 'and', 'or', 'not')", node.span, scope.source)
+    return value
+
+
+def _positional(call: nodes.Call, scope: _Scope) -> tuple[list, dict[str, tuple[nodes.Keyword, sympy.Expr]]]:
+    args, keywords = [], {}
+    if len(call.groups) > 1:
+        raise LossDefinitionError("';' separates parameters only in a definition's header",
+                                  call.span, scope.source)
+    for argument in (call.groups[0] if call.groups else ()):
+        if isinstance(argument, nodes.Annotated):
+            raise LossDefinitionError("a domain annotation ('x: positive') belongs in a definition's header",
+                                      argument.span, scope.source)
+        if isinstance(argument, nodes.Keyword):
+            if argument.name.id in keywords:
+                raise LossDefinitionError(f"keyword '{argument.name.id}' given twice", argument.span, scope.source)
+            keywords[argument.name.id] = (argument, _numeric(_lower(argument.value, scope), argument.value, scope))
+        else:
+            if keywords:
+                raise LossDefinitionError("a positional argument after a keyword argument",
+                                          argument.span, scope.source)
+            args.append(_numeric(_lower(argument, scope), argument, scope))
+    return args, keywords
+
+
+def _lower_call(call: nodes.Call, scope: _Scope) -> sympy.Expr:
+    name = call.function.id
+    if name in REDUCTIONS:
+        raise LossDefinitionError(
+            f"'{name}' reduces over the per-sample axes; this version compiles elementwise losses only",
+            call.function.span, scope.source)
+    spec = FUNCTIONS.get(name)
+    if spec is not None:
+        args, keywords = _positional(call, scope)
+        if keywords:
+            first = next(iter(keywords.values()))[0]
+            raise LossDefinitionError(f"'{name}' takes no keyword arguments", first.span, scope.source)
+        if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
+            raise LossDefinitionError(f"'{name}' takes {spec.arity_text()}, got {len(args)}",
+                                      call.span, scope.source)
+        return spec.build(args)
+    callee = scope.resolve(name)
+    if callee is None:
+        hint = did_you_mean(name, list(FUNCTIONS) + list(REDUCTIONS) + _resolvable_names(scope))
+        raise LossNameError(f"unknown function '{name}'{hint}", call.function.span, scope.source)
+    return _inline(callee, call, scope)
+
+
+def _resolvable_names(scope: _Scope) -> list[str]:
+    names = getattr(scope.resolve, "names", None)
+    return list(names()) if callable(names) else []
+
+
+def _inline(callee: Definition, call: nodes.Call, scope: _Scope) -> sympy.Expr:
+    """A call of another definition: its body with our arguments in place of its own.
+
+    Parameters not given keep the callee's defaults as constants; pass one through explicitly
+    (`huber(y, p, delta = delta)`) to keep it tunable at run time.
+    """
+    args, keywords = _positional(call, scope)
+    if len(args) != len(callee.arguments):
+        names = ", ".join(a.name for a in callee.arguments)
+        raise LossDefinitionError(f"'{callee.name}' takes {len(callee.arguments)} arguments ({names}), "
+                                  f"got {len(args)}", call.span, scope.source)
+    replacement = {a.symbol: value for a, value in zip(callee.arguments, args)}
+    parameters = {p.name: p for p in callee.parameters}
+    for key, (keyword, value) in keywords.items():
+        if key not in parameters:
+            hint = did_you_mean(key, parameters)
+            raise LossNameError(f"'{callee.name}' has no parameter '{key}'{hint}", keyword.name.span, scope.source)
+    for p in callee.parameters:
+        replacement[p.symbol] = keywords[p.name][1] if p.name in keywords else p.default
+    return callee.body.xreplace(replacement)
+
+
+def _bindings(bindings: tuple[nodes.Binding, ...], scope: _Scope) -> tuple[tuple[str, sympy.Expr], ...]:
+    """Lower `where` bindings in order; each may use the ones before it."""
+    lowered = []
+    for index, binding in enumerate(bindings):
+        name = binding.name.id
+        if name in scope.values:
+            raise LossDefinitionError(f"'{name}' is already defined; a binding cannot rename it",
+                                      binding.name.span, scope.source)
+        if _mentions(binding.value, name):
+            raise LossDefinitionError(f"the binding '{name}' refers to itself", binding.name.span, scope.source)
+        scope.pending.pop(name, None)
+        value = _numeric(_lower(binding.value, scope), binding.value, scope)
+        scope.values[name] = value
+        lowered.append((name, value))
+    return tuple(lowered)
+
+
+def _mentions(node, name: str) -> bool:
+    if isinstance(node, nodes.Name):
+        return node.id == name
+    children = [getattr(node, f) for f in ("operand", "left", "right", "condition", "then", "otherwise")
+                if hasattr(node, f)]
+    if isinstance(node, nodes.Call):
+        children = [a.value if isinstance(a, (nodes.Keyword, nodes.Annotated)) else a
+                    for group in node.groups for a in group]
+    return any(_mentions(child, name) for child in children)
+
+
+def _constant(node, source: str) -> sympy.Expr:
+    """A parameter default: a constant expression."""
+    scope = _Scope({}, lambda _: None, source)
+    try:
+        value = _numeric(_lower(node, scope), node, scope)
+    except LossNameError:
+        raise LossDefinitionError("a parameter default must be a constant number", node.span, source) from None
+    if value.free_symbols or not value.is_real:
+        raise LossDefinitionError("a parameter default must be a real constant", node.span, source)
+    return value
+
+
+def _header(header: nodes.Call, source: str) -> tuple[list[Argument], list[Parameter]]:
+    groups = header.groups
+    if len(groups) > 2:
+        raise LossDefinitionError("a header has arguments, then ';', then parameters", header.span, source)
+    arguments: list[Argument] = []
+    parameters: list[Parameter] = []
+    seen: set[str] = set()
+
+    def claim(name: nodes.Name):
+        if name.id in seen:
+            raise LossDefinitionError(f"'{name.id}' is named twice in the header", name.span, source)
+        if name.id in FUNCTIONS or name.id in REDUCTIONS or name.id in CONSTANTS:
+            raise LossDefinitionError(f"'{name.id}' is a built-in name; choose another", name.span, source)
+        seen.add(name.id)
+
+    for item in (groups[0] if groups else ()):
+        if isinstance(item, nodes.Keyword):
+            if len(groups) == 2:
+                raise LossDefinitionError("parameters with defaults go after ';'", item.span, source)
+            claim(item.name)
+            parameters.append(Parameter(item.name.id, _constant(item.value, source), parameter_symbol(item.name.id)))
+            continue
+        if parameters:
+            raise LossDefinitionError("arguments come before parameters", item.span, source)
+        domain = "real"
+        if isinstance(item, nodes.Annotated):
+            domain = item.domain.id
+            if domain not in DOMAINS:
+                hint = did_you_mean(domain, DOMAINS)
+                raise LossNameError(f"unknown domain '{domain}'{hint}; known: {', '.join(DOMAINS)}",
+                                    item.domain.span, source)
+            item = item.value
+        if not isinstance(item, nodes.Name):
+            raise LossDefinitionError("an argument in a header must be a plain name", item.span, source)
+        claim(item)
+        arguments.append(Argument(item.id, domain, argument_symbol(item.id, domain)))
+    for item in (groups[1] if len(groups) == 2 else ()):
+        if not isinstance(item, nodes.Keyword):
+            raise LossDefinitionError("after ';' each parameter needs a default: 'name = value'",
+                                      item.span, source)
+        claim(item.name)
+        parameters.append(Parameter(item.name.id, _constant(item.value, source), parameter_symbol(item.name.id)))
+    if not arguments:
+        raise LossDefinitionError("a loss needs at least one argument", header.span, source)
+    return arguments, parameters
+
+
+def _text(source: str, span: Span) -> str:
+    lines = source.splitlines()
+    chunk = lines[span.line - 1:span.end_line]
+    if not chunk:
+        return ""
+    if len(chunk) == 1:
+        return chunk[0][span.column - 1:span.end_column - 1]
+    chunk[0] = chunk[0][span.column - 1:]
+    chunk[-1] = chunk[-1][:span.end_column - 1]
+    return "\n".join(chunk)
+
+
+def _check_wrt(wrt: tuple[nodes.Name, ...], arguments: list[Argument], source: str) -> tuple[str, ...]:
+    names = [a.name for a in arguments]
+    for name in wrt:
+        if name.id not in names:
+            raise LossNameError(f"'wrt {name.id}': not an argument{did_you_mean(name.id, names)}",
+                                name.span, source)
+    if len({n.id for n in wrt}) != len(wrt):
+        raise LossDefinitionError("a target is named twice in 'wrt'", wrt[0].span, source)
+    return tuple(n.id for n in wrt)
+
+
+def lower_definition(node: nodes.Definition, resolve: Resolver, source: str) -> Definition:
+    name = node.header.function.id
+    if name in FUNCTIONS or name in REDUCTIONS:
+        raise LossDefinitionError(f"'{name}' is a built-in function; choose another name",
+                                  node.header.function.span, source)
+    arguments, parameters = _header(node.header, source)
+    values = {a.name: a.symbol for a in arguments} | {p.name: p.symbol for p in parameters}
+    pending = {b.name.id: b.name.span for b in node.bindings}
+    scope = _Scope(values, resolve, source, pending)
+    bindings = _bindings(node.bindings, scope)
+    body = _numeric(_lower(node.body, scope), node.body, scope)
+    wrt = _check_wrt(node.wrt, arguments, source)
+    return Definition(name, tuple(arguments), tuple(parameters), body, bindings, wrt,
+                      _text(source, node.span), node.span)
+
+
+def lower_bare(node: nodes.Bare, resolve: Resolver, source: str, *, name: str = "loss",
+               parameters: Mapping[str, float] | None = None) -> Definition:
+    """A bare expression: free names become arguments in order of appearance, except `parameters`."""
+    parameters = dict(parameters or {})
+    params = [Parameter(p, _number(Fraction(str(v))), parameter_symbol(p)) for p, v in parameters.items()]
+    free: list[str] = []
+    scope = _Scope({p.name: p.symbol for p in params}, resolve, source,
+                   {b.name.id: b.name.span for b in node.bindings}, free_names=free)
+    bindings = _bindings(node.bindings, scope)
+    body = _numeric(_lower(node.body, scope), node.body, scope)
+    arguments = [Argument(n, "real", argument_symbol(n)) for n in free]
+    if not arguments:
+        raise LossDefinitionError("the expression has no free names to take as arguments", node.span, source)
+    wrt = _check_wrt(node.wrt, arguments, source)
+    return Definition(name, tuple(arguments), tuple(params), body, bindings, wrt, source.strip(), node.span)
+
+
+def lower_module(module: nodes.Module, resolve: Resolver, *, bare_name: str = "loss",
+                 parameters: Mapping[str, float] | None = None) -> list[Definition]:
+    """Every definition of a source, in order; each may call the ones before it (then `resolve`)."""
+    if module.bare is not None:
+        return [lower_bare(module.bare, resolve, module.source, name=bare_name, parameters=parameters)]
+    lowered: dict[str, Definition] = {}
+
+    def local_first(name: str) -> Optional[Definition]:
+        return lowered.get(name) or resolve(name)
+
+    local_first.names = lambda: list(lowered) + _resolvable_names(_Scope({}, resolve, ""))
+    result = []
+    for node in module.definitions:
+        definition = lower_definition(node, local_first, module.source)
+        if definition.name in lowered:
+            raise LossDefinitionError(f"'{definition.name}' is defined twice", node.header.function.span,
+                                      module.source)
+        lowered[definition.name] = definition
+        result.append(definition)
+    return result

@@ -1,0 +1,20 @@
+"""Emitted source -> a live module, under a synthetic file name registered in `linecache`, so that
+tracebacks and `inspect.getsource` show the generated code."""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import types
+
+
+def load(source: str, name: str) -> types.ModuleType:
+    """Execute generated module text (never user text: it is losscomp's own output) as a module."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    filename = f"<losscomp:{name}:{digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    module = types.ModuleType(f"losscomp_generated_{name}_{digest}")
+    module.__file__ = filename
+    code = compile(source, filename, "exec")
+    exec(code, module.__dict__)  # safe: runs only code that losscomp.emit generated, never user text
+    return module

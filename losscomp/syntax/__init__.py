@@ -1,0 +1,5 @@
+"""The front end: loss-language text to a syntax tree."""
+
+from .parser import grammar_path, parse
+
+__all__ = ["grammar_path", "parse"]
