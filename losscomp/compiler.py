@@ -122,7 +122,7 @@ def _definitions(source: str, name: str | None, params: Mapping[str, float] | No
     if text.isidentifier() and catalog.lookup(text) is not None:
         return [catalog.lookup(text)]
     module = parse(source)
-    return lower_module(module, catalog.lookup, bare_name=name or "loss",
+    return lower_module(module, catalog.lookup, bare_name=name or "custom",
                         parameters=params if module.bare is not None else None)
 
 

@@ -1,0 +1,149 @@
+"""The `losscomp` command: a thin shell over the Python API.
+
+Exit codes: 0 success, 1 a failed check, 2 bad input (the message names the problem and the place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import LossError, LossOptionError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _read_source(text: str) -> str:
+    """SOURCE is a file path (if such a file exists), else a formula or a catalog name."""
+    path = Path(text)
+    if text.endswith(".loss") or (len(text) < 4096 and "\n" not in text and path.suffix and path.is_file()):
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise LossOptionError(f"cannot read {text}: {error.strerror}") from None
+    return text
+
+
+def _params(items: Sequence[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise LossOptionError(f"--param {item!r}: expected NAME=NUMBER, e.g. --param tau=0.9")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise LossOptionError(f"--param {item!r}: {value.strip()!r} is not a number") from None
+    return params
+
+
+def _compile(args):
+    from .compiler import compile as compile_loss
+
+    wrt = args.wrt[0] if args.wrt and len(args.wrt) == 1 else args.wrt
+    return compile_loss(_read_source(args.source), name=args.name, wrt=wrt,
+                        reduction=getattr(args, "reduction", "mean"), params=_params(args.param))
+
+
+def _cmd_compile(args) -> int:
+    text = _compile(args).emit(args.backend)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_derive(args) -> int:
+    loss = _compile(args)
+    if args.latex:
+        print(loss.latex())
+        return EXIT_OK
+    text = loss.plain()
+    targets = loss.targets
+    print(f"{loss.name}({', '.join(a.name for a in loss.definition.arguments)}), per element, "
+          f"with respect to {', '.join(targets)}:")
+    print(f"  loss      l = {text['loss']}")
+    for t, g in zip(targets, text["gradient"]):
+        print(f"  gradient  dl/d{t} = {g}")
+    for i, t in enumerate(targets):
+        for j, u in enumerate(targets):
+            if j >= i:
+                den = f"d{t}^2" if i == j else f"d{t} d{u}"
+                print(f"  Hessian   d2l/{den} = {text['hessian'][i][j]}")
+    return EXIT_OK
+
+
+def _cmd_list(args) -> int:
+    from . import catalog
+
+    for entry in catalog.entries():
+        d = entry.definition
+        header = f"{d.name}({', '.join(a.name for a in d.arguments)}"
+        if d.parameters:
+            header += "; " + ", ".join(f"{p.name}={float(p.default):g}" for p in d.parameters)
+        print(f"{header + ')':<42} {entry.description}")
+    return EXIT_OK
+
+
+def _add_source_options(parser: argparse.ArgumentParser, reduction: bool = True) -> None:
+    parser.add_argument("source", help="a formula, a catalog name (see 'losscomp list') or a .loss file")
+    parser.add_argument("--name", help="which definition of the source (default: the last)")
+    parser.add_argument("--wrt", nargs="+", metavar="ARG",
+                        help="differentiation target(s) (default: the wrt clause, else the second argument)")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="a parameter default (repeatable); for a bare formula it also declares NAME a parameter")
+    if reduction:
+        parser.add_argument("--reduction", choices=("mean", "sum", "none"), default="mean")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="losscomp", description="Symbolic loss compiler: formula -> "
+                                     "gradient and Hessian -> NumPy, PyTorch or TensorFlow code.")
+    parser.add_argument("--version", action="version", version=f"losscomp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("compile", help="emit a standalone module for one backend",
+                            description="Emit loss, grad, value_and_grad, hessian, hvp and newton_hessian "
+                                        "as a standalone module that imports only its framework.")
+    _add_source_options(p)
+    p.add_argument("--backend", choices=("numpy", "torch", "tensorflow"), default="numpy")
+    p.add_argument("-o", "--output", help="output file (default: standard output)")
+    p.set_defaults(run=_cmd_compile)
+
+    p = commands.add_parser("derive", help="print the loss, gradient and Hessian",
+                            description="Print the per-element loss, gradient and Hessian, in plain math or LaTeX.")
+    _add_source_options(p, reduction=False)
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.set_defaults(run=_cmd_derive)
+
+    p = commands.add_parser("list", help="list the built-in losses", description="List the catalog of built-in losses.")
+    p.set_defaults(run=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except LossError as error:
+        print(f"losscomp: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RecursionError:
+        print("losscomp: error: the formula is nested too deeply", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # a bug in losscomp: say so briefly, without a traceback
+        print(f"losscomp: internal error ({type(error).__name__}: {error}); please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
