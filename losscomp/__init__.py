@@ -15,17 +15,21 @@ from .errors import (  # noqa: E402
     LossOptionError,
     LossSyntaxError,
 )
+from .fit import FitResult, NewtonNotApplicableError, fit_linear  # noqa: E402
 
 __all__ = [
     "BACKENDS",
     "REDUCTIONS",
     "CompiledLoss",
+    "FitResult",
     "LossDefinitionError",
     "LossDerivationError",
     "LossError",
     "LossNameError",
     "LossOptionError",
     "LossSyntaxError",
+    "NewtonNotApplicableError",
     "__version__",
     "compile",
+    "fit_linear",
 ]
