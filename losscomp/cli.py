@@ -66,18 +66,10 @@ def _cmd_derive(args) -> int:
     if args.latex:
         print(loss.latex())
         return EXIT_OK
-    text = loss.plain()
-    targets = loss.targets
-    print(f"{loss.name}({', '.join(a.name for a in loss.definition.arguments)}), per element, "
-          f"with respect to {', '.join(targets)}:")
-    print(f"  loss      l = {text['loss']}")
-    for t, g in zip(targets, text["gradient"]):
-        print(f"  gradient  dl/d{t} = {g}")
-    for i, t in enumerate(targets):
-        for j, u in enumerate(targets):
-            if j >= i:
-                den = f"d{t}^2" if i == j else f"d{t} d{u}"
-                print(f"  Hessian   d2l/{den} = {text['hessian'][i][j]}")
+    lines = loss.describe()
+    print(lines[0])
+    for line in lines[1:]:
+        print("  " + line.strip())
     return EXIT_OK
 
 

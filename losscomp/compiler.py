@@ -14,7 +14,7 @@ import sympy
 
 from . import catalog, display, emit, runtime
 from .backends.base import Backend
-from .derive import Derivation, derive
+from .derive import Derivation, Program, derive
 from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
 from .stabilize import stabilize
@@ -70,42 +70,83 @@ class CompiledLoss:
     def _named(self, expr: sympy.Expr) -> sympy.Expr:
         return display.with_names(expr, self.definition.bindings)
 
+    def _closed_value(self) -> sympy.Expr:
+        """F with its reductions written as sum(...), logsumexp(...) for people."""
+        functions = {"sum": sympy.Function("sum"), "logsumexp": sympy.Function("logsumexp"),
+                     "count": sympy.Function("count")}
+        closed: dict = {}
+        for r in self.definition.reductions:
+            args = (r.operand.xreplace(closed),) + (() if r.axis == "sample" else (sympy.Symbol(f"axis={r.axis}"),))
+            closed[r.symbol] = functions[r.kind](*args)
+        return self.derivation.value.xreplace(closed)
+
     def plain(self) -> dict[str, object]:
         """Loss, gradient and Hessian as plain text, with the `where` names put back."""
         d = self.derivation
+        if d.elementwise:
+            hessian = tuple(tuple(display.plain(self._named(h)) for h in row) for row in d.hessian)
+        else:
+            hessian = tuple(tuple(display.structured(h) for h in row) for row in d.hessian)
         return {
-            "loss": display.plain(self._named(d.value)),
+            "loss": display.plain(self._named(self._closed_value())),
             "gradient": tuple(display.plain(self._named(g)) for g in d.gradient),
-            "hessian": tuple(tuple(display.plain(self._named(h)) for h in row) for row in d.hessian),
+            "hessian": hessian,
         }
+
+    def describe(self) -> list[str]:
+        """The loss, gradient and Hessian, one line each, as `derive` and module headers show them."""
+        text = self.plain()
+        per = "per element" if self.derivation.elementwise else "per sample"
+        lines = [f"{self.name}({', '.join(a.name for a in self.definition.arguments)}), {per}, "
+                 f"with respect to {', '.join(self.targets)}:",
+                 f"    loss      l = {text['loss']}"]
+        for t, g in zip(self.targets, text["gradient"]):
+            lines.append(f"    gradient  dl/d{t} = {g}")
+        for i, t in enumerate(self.targets):
+            for j, u in enumerate(self.targets):
+                if j >= i:
+                    den = f"d{t}^2" if i == j else f"d{t} d{u}"
+                    lines.append(f"    Hessian   d2l/{den} = {text['hessian'][i][j]}")
+        return lines
 
     def latex(self) -> str:
         """Loss, gradient and Hessian as LaTeX equations, one per line."""
         d = self.derivation
-        lines = [rf"\ell = {display.latex(self._named(d.value))}"]
+        lines = [rf"\ell = {display.latex(self._named(self._closed_value()))}"]
         for t, g in zip(d.targets, d.gradient):
             lines.append(rf"\frac{{\partial \ell}}{{\partial {sympy.latex(t)}}} = {display.latex(self._named(g))}")
         for i, ti in enumerate(d.targets):
             for j, tj in enumerate(d.targets):
-                if j >= i:
-                    den = (rf"\partial {sympy.latex(ti)}^{{2}}" if i == j
-                           else rf"\partial {sympy.latex(ti)}\,\partial {sympy.latex(tj)}")
-                    lines.append(rf"\frac{{\partial^{{2}} \ell}}{{{den}}} = "
-                                 rf"{display.latex(self._named(d.hessian[i][j]))}")
+                if j < i:
+                    continue
+                den = (rf"\partial {sympy.latex(ti)}^{{2}}" if i == j
+                       else rf"\partial {sympy.latex(ti)}\,\partial {sympy.latex(tj)}")
+                h = d.hessian[i][j]
+                if d.elementwise:
+                    body = display.latex(self._named(h))
+                else:
+                    body = r"\operatorname{diag}\left(" + display.latex(h.diagonal) + r"\right)" + "".join(
+                        rf" + \left({display.latex(u)}\right)\left({display.latex(a)}\right)^{{T}}" for u, a in h.outer)
+                lines.append(rf"\frac{{\partial^{{2}} \ell}}{{{den}}} = {body}")
         return "\n".join(lines)
 
     def spec(self) -> emit.Spec:
         d = self.derivation
-        text = self.plain()
+
+        def stable(program: Program) -> Program:
+            return Program(tuple(replace(step, expr=stabilize(step.expr)) for step in program.steps),
+                           tuple(stabilize(sympy.sympify(o)) for o in program.outputs))
+
         return emit.Spec(
             name=self.name, source=self.definition.text,
             arguments=tuple(a.name for a in self.definition.arguments), targets=self.targets,
             parameters=tuple((p.name, float(p.default)) for p in self.definition.parameters),
-            reduction=self.reduction, value=stabilize(d.value),
-            gradient=tuple(stabilize(g) for g in d.gradient),
-            hessian=tuple(tuple(stabilize(h) for h in row) for row in d.hessian),
-            bindings=self.definition.bindings, display_value=text["loss"],
-            display_gradient=text["gradient"], display_hessian=text["hessian"])
+            reduction=self.reduction, value=stabilize(d.value), forward=stable(d.forward),
+            backward=stable(d.backward), tangent=stable(d.tangent),
+            tangent_inputs=tuple(v.name for v in d.tangent_inputs),
+            diagonal=tuple(tuple(stabilize(h) for h in row) for row in d.diagonal),
+            context=d.context, tensors=d.tensors, bindings=self.definition.bindings,
+            display=tuple(self.describe()[1:]))
 
     def emit(self, backend_name: str = "numpy") -> str:
         """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
@@ -190,7 +231,7 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
     targets = _targets(chosen, wrt)
     try:
         value = stabilize(chosen.body)
-        derivation = derive(value, targets)
+        derivation = derive(chosen, value, targets)
     except LossError as error:
         raise error.with_source(chosen.text)
     return CompiledLoss(chosen, derivation, reduction)

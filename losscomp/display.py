@@ -70,3 +70,16 @@ def with_names(expr: sympy.Basic, bindings: Iterable[tuple[str, sympy.Expr]],
 
 def latex(expr: sympy.Basic) -> str:
     return sympy.latex(expr)
+
+
+def structured(hessian) -> str:
+    """A StructuredHessian as 'diag(D) + u a^T - ...' (within one sample)."""
+    parts = [f"diag({plain(hessian.diagonal)})"] if hessian.diagonal != 0 else []
+    for u, a in hessian.outer:
+        text = f"({plain(u)}) ({plain(a)})^T"
+        if u.could_extract_minus_sign():
+            text = f"({plain(-u)}) ({plain(a)})^T"
+            parts.append(("- " if parts else "-") + text)
+        else:
+            parts.append(("+ " if parts else "") + text)
+    return " ".join(parts) if parts else "0"

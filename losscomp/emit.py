@@ -1,8 +1,10 @@
 """The emitted module: header, imports, helpers and functions, as deterministic text.
 
-Each public function computes only what it returns: its outputs go through `sympy.cse` together,
-shared subexpressions become named lines (`e` after a `where` binding, `abs_e` for a function of a
-named value, `t0`, `t1`, ... otherwise), and the last line reduces with `_reduce` / `_to_target`.
+Each public function prints one program of `derive` (forward, backward or tangent), keeping only
+the steps its outputs need. The expressions of all its steps go through `sympy.cse` together; a
+shared subexpression is printed just before the first step that uses it, named after a `where`
+binding (`e`), a function of a named value (`abs_e`), or `t0`, `t1`, ... Reductions print as
+`_sum`, `_logsumexp`, `_count` (kept dims), adjoints of broadcasting as `_collect`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import sympy
 from . import __version__, display
 from .backends.base import ArrayPrinterMixin, Backend
 from .canonical import KINK_CONVENTION
+from .derive import Program, Step
 
 
 @dataclass(frozen=True)
 class Spec:
-    """Everything the template needs to know about one compiled loss."""
+    """Everything the template needs to know about one compiled loss (expressions already stable)."""
 
     name: str
     source: str
@@ -29,13 +32,16 @@ class Spec:
     targets: tuple[str, ...]
     parameters: tuple[tuple[str, float], ...]
     reduction: str
-    value: sympy.Expr                               # stabilized, per element
-    gradient: tuple[sympy.Expr, ...]
-    hessian: tuple[tuple[sympy.Expr, ...], ...]
+    value: sympy.Expr                         # F, in arguments and reduction symbols
+    forward: Program
+    backward: Program
+    tangent: Program
+    tangent_inputs: tuple[str, ...]           # names of v per target
+    diagonal: tuple[tuple[sympy.Expr, ...], ...]  # elementwise losses: d2F/dt_i dt_j; else ()
+    context: tuple[str, ...]                  # arrays whose broadcast shape is F's shape
+    tensors: frozenset                        # names bound to arrays
     bindings: tuple[tuple[str, sympy.Expr], ...]
-    display_value: str
-    display_gradient: tuple[str, ...]
-    display_hessian: tuple[tuple[str, ...], ...]
+    display: tuple[str, ...]                  # header lines: loss, gradient, Hessian
 
     @property
     def class_name(self) -> str:
@@ -53,37 +59,55 @@ class Spec:
         """`, tau=tau` to pass parameters on."""
         return "".join(f", {n}={n}" for n, _ in self.parameters)
 
+    @property
+    def elementwise(self) -> bool:
+        return bool(self.diagonal)
+
+    @property
+    def per_sample(self) -> bool:
+        """True unless some reduction spans the batch axis (then the Hessian is one whole matrix)."""
+        return all(step.axis != "all" for step in self.forward.steps)
+
 
 def _literal(value: float) -> str:
     return repr(float(value))
 
 
-class _Block:
-    """Statements that compute some per-element outputs, with shared subexpressions named."""
+def _needed(steps: Sequence[Step], outputs: Sequence[sympy.Expr]) -> list[Step]:
+    """The steps the outputs depend on, in program order."""
+    wanted = set().union(*(sympy.sympify(o).free_symbols for o in outputs)) if outputs else set()
+    keep = []
+    for step in reversed(steps):
+        if step.symbol in wanted:
+            keep.append(step)
+            wanted |= step.expr.free_symbols | set(step.context)
+            if step.like is not None:
+                wanted.add(step.like)
+    keep.reverse()
+    return keep
 
-    def __init__(self, spec: Spec, printer: ArrayPrinterMixin, outputs: Sequence[sympy.Expr]):
+
+class _Body:
+    """The statements of one function: program steps with their shared subexpressions named."""
+
+    def __init__(self, spec: Spec, printer: ArrayPrinterMixin, steps: Sequence[Step], outputs: Sequence):
         self.spec = spec
         self.printer = printer
-        taken = set(spec.arguments) | {n for n, _ in spec.parameters} | {"v", "X", "w"}
-        symbols = {**{a: sympy.Symbol(a, real=True) for a in spec.arguments}}
+        steps = _needed(steps, outputs)
+        taken = set(spec.arguments) | {n for n, _ in spec.parameters} | set(spec.tensors) | {"v", "X", "w"}
+        taken |= {s.symbol.name for s in steps}
         # where-bindings by name, each in terms of the earlier ones
         named: list[tuple[sympy.Symbol, sympy.Expr]] = []
         for index, (name, value) in enumerate(spec.bindings):
             if value.is_Atom or name in taken:
                 continue
-            value = display.with_names(value, spec.bindings[:index])
-            named.append((sympy.Symbol(name, real=True), value))
+            named.append((sympy.Symbol(name, real=True), display.with_names(value, spec.bindings[:index])))
             taken.add(name)
-        outputs = [display.with_names(o, spec.bindings) for o in outputs]
-        used = set().union(*(o.free_symbols for o in outputs)) if outputs else set()
-        lines: list[tuple[sympy.Symbol, sympy.Expr]] = []
-        for symbol, value in reversed(named):   # keep a binding if anything later uses it
-            if symbol in used:
-                lines.append((symbol, value))
-                used |= value.free_symbols
-        lines.reverse()
-        replacements, reduced = sympy.cse(outputs, symbols=self._fresh(taken), order="canonical")
+        exprs = [display.with_names(s.expr, spec.bindings) for s in steps]
+        outs = [display.with_names(sympy.sympify(o), spec.bindings) for o in outputs]
+        replacements, reduced = sympy.cse(exprs + outs, symbols=self._fresh(taken), order="canonical")
         renamed: dict[sympy.Symbol, sympy.Symbol] = {}
+        pending: list[tuple[sympy.Symbol, sympy.Expr]] = []
         for symbol, value in replacements:
             value = value.xreplace(renamed)
             better = self._name_for(value, taken)
@@ -91,10 +115,56 @@ class _Block:
                 renamed[symbol] = sympy.Symbol(better, real=True)
                 taken.add(better)
                 symbol = renamed[symbol]
-            lines.append((symbol, value))
-        self.lines = lines
-        self.outputs = [r.xreplace(renamed) for r in reduced]
-        del symbols
+            pending.append((symbol, value))
+        reduced = [r.xreplace(renamed) for r in reduced]
+        self.lines: list[str] = []
+        done: set[sympy.Symbol] = set()
+        available = [(s, v) for s, v in named] + pending
+
+        def need(expr):
+            """Emit, in order, the bindings and shared subexpressions `expr` uses."""
+            wanted = set(expr.free_symbols)
+            grew = True
+            while grew:
+                grew = False
+                for symbol, value in available:
+                    if symbol in wanted and not (value.free_symbols <= wanted):
+                        wanted |= value.free_symbols
+                        grew = True
+            for symbol, value in available:
+                if symbol in wanted and symbol not in done:
+                    done.add(symbol)
+                    self._assign(symbol.name, self.printer.doprint(value), value)
+
+        for step, expr in zip(steps, reduced[:len(steps)]):
+            need(expr)
+            self._assign(step.symbol.name, self._print_step(step, expr), None, tensor=True)
+        self.outputs = []
+        for out in reduced[len(steps):]:
+            need(out)
+            self.outputs.append(self.printer.doprint(out))
+
+    def _assign(self, name: str, text: str, value, tensor: bool = False) -> None:
+        if tensor or value is None or not isinstance(value, sympy.Expr) or self.printer._is_tensor(value):
+            self.printer.tensors.add(name)
+        self.lines.append(f"    {name} = {text}")
+
+    def _print_step(self, step: Step, expr: sympy.Expr) -> str:
+        text = self.printer.doprint(expr)
+        axis = repr(step.axis) if not step.axis.lstrip("-").isdigit() else step.axis
+        context = ", ".join(s.name for s in step.context)
+        if step.op == "sum":
+            return f"_sum({text}, {axis})"
+        if step.op == "logsumexp":
+            return f"_logsumexp({text}, {axis})"
+        ref = self.spec.targets[0]
+        if step.op == "count":
+            return f"_count({axis}, {ref}, {context})"
+        if step.op == "seed":
+            return f"_seed({ref}{', ' if context else ''}{context})"
+        if step.op == "collect":
+            return f"_collect({text}, {step.like.name}{', ' if context else ''}{context})"
+        raise ValueError(f"unknown step {step.op}")  # pragma: no cover - derive makes only these
 
     @staticmethod
     def _fresh(taken: set[str]):
@@ -118,17 +188,6 @@ class _Block:
                 return name
         return None
 
-    def render(self, indent: str = "    ") -> list[str]:
-        out = []
-        for symbol, value in self.lines:
-            if not isinstance(value, sympy.Expr) or self.printer._is_tensor(value):
-                self.printer.tensors.add(symbol.name)
-            out.append(f"{indent}{symbol.name} = {self.printer.doprint(value)}")
-        return out
-
-    def printed_outputs(self) -> list[str]:
-        return [self.printer.doprint(o) for o in self.outputs]
-
 
 def _indent_doc(text: str, indent: str = "    ") -> str:
     return "\n".join((indent + line) if line else "" for line in text.splitlines())
@@ -144,68 +203,100 @@ class ModuleWriter:
         self.uses_math = False
 
     def _printer(self) -> ArrayPrinterMixin:
-        tensors = set(self.spec.arguments) | {b for b, _ in self.spec.bindings}
+        tensors = set(self.spec.tensors) | {b for b, _ in self.spec.bindings}
         return self.backend.printer(tensors=tensors, reference=self.spec.targets[0])
 
-    def _function(self, name: str, doc: str, outputs: Sequence[sympy.Expr], result: str,
-                  extra_args: str = "") -> str:
-        """`def name(args): <lines>; return result.format(*printed outputs)`."""
+    def _function(self, name: str, doc: str, steps: Sequence[Step], outputs: Sequence, result: str,
+                  extra_args: str = "", preamble: Sequence[str] = ()) -> str:
+        """`def name(args): <steps>; return result.format(*printed outputs)`."""
         printer = self._printer()
-        block = _Block(self.spec, printer, outputs)
-        body = block.render()
-        printed = block.printed_outputs()
+        body = _Body(self.spec, printer, steps, outputs)
         self.helpers |= printer.helpers_used
         self.uses_math |= printer.uses_math
         args = ", ".join(self.spec.arguments) + extra_args
-        lines = [f"def {name}({args}{self.spec.keyword_params}):", f'    """{doc}"""', *body,
-                 f"    return {result.format(*printed, args=', '.join(self.spec.arguments))}"]
+        lines = [f"def {name}({args}{self.spec.keyword_params}):", f'    """{doc}"""', *preamble, *body.lines,
+                 f"    return {result.format(*body.outputs)}"]
         return "\n".join(lines)
 
     def functions(self) -> list[str]:
         s = self.spec
         args = ", ".join(s.arguments)
-        targets = s.targets
-        k = len(targets)
-        what = {"mean": "the mean over all elements", "sum": "the sum over all elements",
-                "none": "every element (no reduction)"}[s.reduction]
-        of = "d(sum of the elements)" if s.reduction == "none" else "d loss"
+        k = len(s.targets)
+        context = ", ".join(s.context)
+        what = {"mean": "the mean of", "sum": "the sum of", "none": "no reduction:"}[s.reduction]
+        of = "d(sum of the values)" if s.reduction == "none" else "d loss"
 
-        def to_target(index: int, slot: int) -> str:
-            return f"_to_target({{{slot}}}, {targets[index]}, {{args}})"
-
-        def tupled(items: list[str]) -> str:
+        def tupled(items: Sequence[str]) -> str:
             return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
 
-        out = [self._function("_elements", f"Per-element loss l({args}).", [s.value], "{0}")]
+        per = "element" if s.elementwise else "sample"
+        out = [self._function("_elements", f"The loss of every {per}, broadcast: l({args}).",
+                              s.forward.steps, [s.value], f"_broadcast({{0}}{', ' if context else ''}{context})")]
         out.append(f"def loss({args}{s.keyword_params}):\n"
-                   f'    """The loss: {what} of l."""\n'
-                   f"    return _reduce(_elements({args}{s.pass_params}), {args})")
-        grads = [to_target(i, i) for i in range(k)]
-        out.append(self._function("grad", f"{of} / d{', d'.join(targets)}: shaped like the target"
-                                  + ("s." if k > 1 else "."), list(s.gradient), tupled(grads)))
-        out.append(self._function("value_and_grad", "(loss, grad) sharing their work.",
-                                  [s.value, *s.gradient],
-                                  "_reduce({0}, {args}), " + tupled([to_target(i, i + 1) for i in range(k)])))
-        flat = [s.hessian[i][j] for i in range(k) for j in range(k)]
+                   f'    """The loss: {what} l over all of its values."""\n'
+                   f"    return _reduce(_elements({args}{s.pass_params}))")
+        grads = [f"{{{i}}}" for i in range(k)]
+        out.append(self._function("grad", f"{of} / d{', d'.join(s.targets)}, shaped like the target"
+                                  + ("s." if k > 1 else "."), s.backward.steps, s.backward.outputs, tupled(grads)))
+        out.append(self._function(
+            "value_and_grad", "(loss, grad) sharing their work.", s.backward.steps, [s.value, *s.backward.outputs],
+            f"_reduce(_broadcast({{0}}{', ' if context else ''}{context})), "
+            + tupled([f"{{{i + 1}}}" for i in range(k)])))
         if k == 1:
-            out.append(self._function("hessian", f"Diagonal of the Hessian by {targets[0]} (it is diagonal), "
-                                      "shaped like the target.", flat, to_target(0, 0)))
-            out.append(self._function("hvp", "Hessian-vector product H v, shaped like the target.",
-                                      flat, f"_to_target({{0}} * v, {targets[0]}, {{args}})", ", v"))
+            hvp_doc = "Hessian-vector product H v, shaped like the target."
+            preamble: list[str] = []
+            tangent_arg = ", v"
         else:
-            rows = ["(" + ", ".join(to_target(i, i * k + j) for j in range(k)) + ")" for i in range(k)]
-            out.append(self._function(
-                "hessian", "Hessian blocks: entry [i][j] is the diagonal of d2 loss / dt_i dt_j.",
-                flat, "(" + ", ".join(rows) + ")"))
-            products = []
-            for i in range(k):
-                terms = " + ".join(f"{{{i * k + j}}} * v[{j}]" for j in range(k))
-                products.append(f"_to_target({terms}, {targets[i]}, {{args}})")
-            out.append(self._function("hvp", "Hessian-vector product; v is a tuple, one entry per target.",
-                                      flat, "(" + ", ".join(products) + ")", ", v"))
-        if k == 1:
+            hvp_doc = "Hessian-vector product; v holds one array per target, in the order of TARGETS."
+            preamble = [f"    {', '.join(s.tangent_inputs)} = v"]
+            tangent_arg = ", v"
+        out.append(self._function("hvp", hvp_doc, s.tangent.steps, s.tangent.outputs,
+                                  tupled([f"{{{i}}}" for i in range(k)]), tangent_arg, preamble))
+        out.append(self._hessian())
+        if k == 1 and s.elementwise:
             out.append(self._newton())
         return out
+
+    def _hessian(self) -> str:
+        s = self.spec
+        k = len(s.targets)
+        if s.elementwise:
+            # d2L/dt_i dt_j = w d2F/dt_i dt_j per element: collect each to its target's shape
+            seed = next(step for step in s.backward.steps if step.op == "seed")
+            steps = [*s.forward.steps, seed]
+            outputs, collects = [], []
+            for i in range(k):
+                for j in range(k):
+                    symbol = sympy.Symbol(f"h_{s.targets[i]}_{s.targets[j]}" if k > 1 else f"h_{s.targets[0]}",
+                                          real=True)
+                    like = sympy.Symbol(s.targets[i], real=True)
+                    ctx = tuple(sympy.Symbol(c, real=True) for c in s.context)
+                    collects.append(Step(symbol, "collect", seed.symbol * s.diagonal[i][j], like=like, context=ctx))
+                    outputs.append(symbol)
+            if k == 1:
+                doc = f"Diagonal of the Hessian by {s.targets[0]} (it is diagonal), shaped like the target."
+                result = "{0}"
+            else:
+                doc = ("Hessian blocks, each diagonal: entry [i][j] holds d2 loss / dt_i dt_j per element, "
+                       "collected to target i's shape.")
+                result = "(" + ", ".join("(" + ", ".join(f"{{{i * k + j}}}" for j in range(k)) + ")"
+                                         for i in range(k)) + ")"
+            return self._function("hessian", doc, steps + collects, outputs, result)
+        args = ", ".join(s.arguments)
+        targets = ", ".join(s.targets)
+        self.helpers.add("_hessian_blocks")
+        if s.per_sample:
+            doc = ("Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample"
+                   + ("; entry [i][j] pairs targets i and j." if k > 1 else "."))
+        else:
+            doc = "The whole Hessian (a reduction spans the batch), shaped target.shape + target.shape."
+        call = "lambda v: (hvp({0}, v[0]{1}),)" if k == 1 else "lambda v: hvp({0}, v{1})"
+        result = "blocks[0][0]" if k == 1 else "blocks"
+        return (f"def hessian({args}{s.keyword_params}):\n"
+                f'    """{doc} Built from hvp with basis vectors."""\n'
+                f"    blocks = _hessian_blocks({call.format(args, s.pass_params)}, ({targets},), "
+                f"per_sample={s.per_sample})\n"
+                f"    return {result}")
 
     def _newton(self) -> str:
         s = self.spec
@@ -222,19 +313,11 @@ class ModuleWriter:
         s = self.spec
         lines = [f"{s.name}: generated by losscomp {__version__} for {self.backend.name}. Do not edit;",
                  "regenerate it from the source instead.", "", "Source:", _indent_doc(s.source), "",
-                 f"Per element, with respect to {', '.join(s.targets)}:",
-                 f"    loss      l = {s.display_value}"]
-        for t, g in zip(s.targets, s.display_gradient):
-            lines.append(f"    gradient  dl/d{t} = {g}")
-        for i, t in enumerate(s.targets):
-            for j, u in enumerate(s.targets):
-                if j >= i:
-                    wrt = f"d{t}^2" if i == j else f"d{t} d{u}"
-                    lines.append(f"    Hessian   d2l/{wrt} = {s.display_hessian[i][j]}")
-        lines += ["", f"Reduction: {s.reduction}"
-                  + (" over every element; grad, hessian and hvp carry the 1/N." if s.reduction == "mean" else "."),
-                  "Inputs broadcast against each other; results take the dtype of the inputs.",
-                  "Kinks: " + KINK_CONVENTION + ".", *self.backend.notes]
+                 *s.display, "",
+                 f"Reduction: {s.reduction}"
+                 + (" over every loss value; grad, hessian and hvp carry the 1/N." if s.reduction == "mean" else "."),
+                 "Inputs broadcast against each other; results take the dtype of the inputs.",
+                 "Kinks: " + KINK_CONVENTION + ".", *self.backend.notes]
         wrapped = []
         for line in lines:
             wrapped.extend(_wrap(line))
@@ -246,9 +329,6 @@ class ModuleWriter:
         helpers = [self.backend.helpers[h].strip("\n") for h in sorted(self.helpers)]
         imports = (["import math"] if self.uses_math or any("math." in h for h in helpers) else [])
         imports += list(self.backend.imports)
-        public = ["loss", "grad", "value_and_grad", "hessian", "hvp"]
-        if len(self.spec.targets) == 1:
-            public.append("newton_hessian")
         constants = [f"NAME = {self.spec.name!r}", f"ARGUMENTS = {tuple(self.spec.arguments)!r}",
                      f"TARGETS = {tuple(self.spec.targets)!r}",
                      "PARAMETERS = {" + ", ".join(f"{n!r}: {_literal(v)}" for n, v in self.spec.parameters) + "}",

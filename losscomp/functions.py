@@ -111,4 +111,19 @@ class clip(Function):  # noqa: N801
         return all(a.is_real for a in self.args) or None
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, relu, clip)
+class onehot(Function):  # noqa: N801
+    """onehot(y): 1 where the class axis index equals the label y, else 0; constant in every input."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return S.Zero
+
+    def _eval_is_real(self):
+        return True
+
+    def _eval_is_nonnegative(self):
+        return True
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, relu, clip, onehot)

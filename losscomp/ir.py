@@ -1,7 +1,9 @@
 """Syntax tree -> definitions: names resolved, bodies as SymPy expressions in per-element symbols.
 
-A `Definition` is the meaning of one `name(args; params) = expr where ...`: its body is the loss of one
-element, a SymPy expression whose free symbols are the arguments and parameters. `where` bindings and
+A `Definition` is the meaning of one `name(args; params) = expr where ...`: its body is a SymPy
+expression in the arguments, the parameters and the symbols of its `Reduction`s. A reduction is an
+explicit node: `s = sum_i f(x_i)` over the per-sample axes becomes a per-sample symbol `s` with its
+definition, so derivatives can run reverse mode across it (`derive`). Everything else is elementwise. `where` bindings and
 calls of earlier definitions are inlined (the emitter names shared subexpressions after the bindings
 again). Nothing here executes user text: every SymPy object is built by a constructor from the table
 in `vocabulary`.
@@ -17,6 +19,7 @@ import sympy
 from sympy.logic.boolalg import Boolean
 
 from .errors import LossDefinitionError, LossNameError, Span, did_you_mean
+from .functions import onehot
 from .syntax import nodes
 from .vocabulary import CONSTANTS, DOMAINS, FUNCTIONS, REDUCTIONS
 
@@ -39,6 +42,23 @@ class Parameter:
     symbol: sympy.Symbol
 
 
+AXES = ("sample", "all")  # plus negative integers as text: "-1", "-2", ...
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """`symbol = kind(operand)` over `axis`, keeping the reduced axes (so it broadcasts per sample).
+
+    kind: 'sum'; 'logsumexp' (shifted by the max); 'count' (how many elements the operand spans).
+    axis: 'sample' (every axis but the batch axis), 'all' (the batch too), or '-1', '-2', ...
+    """
+
+    symbol: sympy.Symbol
+    kind: str
+    operand: sympy.Expr
+    axis: str = "sample"
+
+
 @dataclass(frozen=True)
 class Definition:
     """One loss: `body` is the per-element loss l(arguments; parameters)."""
@@ -49,6 +69,7 @@ class Definition:
     body: sympy.Expr
     bindings: tuple[tuple[str, sympy.Expr], ...] = ()  # where-names and what they stand for
     wrt: tuple[str, ...] = ()                          # from a `wrt` clause; empty: caller decides
+    reductions: tuple[Reduction, ...] = ()             # in dependency order
     text: str = ""                                     # the definition's source text
     span: Optional[Span] = field(default=None, compare=False)
 
@@ -92,6 +113,23 @@ class _Scope:
         self.source = source
         self.pending = dict(pending or {})  # bindings not yet defined: name -> where it is bound
         self.free_names = free_names        # a bare expression collects its free names here
+        self.reductions: list[Reduction] = []
+
+    def reduce(self, kind: str, operand: sympy.Expr, axis: str, node) -> sympy.Symbol:
+        """The symbol of `kind(operand)` over `axis`, made once however often it is written."""
+        if not any(not s.name.startswith("_") for s in operand.free_symbols) or not operand.free_symbols:
+            raise LossDefinitionError("a reduction needs a tensor inside it, not a constant", node.span, self.source)
+        for r in self.reductions:
+            if (r.kind, r.operand, r.axis) == (kind, operand, axis):
+                return r.symbol
+        taken = set(self.values) | {r.symbol.name for r in self.reductions} | set(self.pending)
+        short = {"logsumexp": "lse"}.get(kind, kind)
+        index = 0
+        while f"{short}{index}" in taken:
+            index += 1
+        symbol = sympy.Symbol(f"{short}{index}", real=True)
+        self.reductions.append(Reduction(symbol, kind, operand, axis))
+        return symbol
 
     def lookup(self, name: nodes.Name) -> sympy.Expr:
         if name.id in self.values:
@@ -195,9 +233,7 @@ def _positional(call: nodes.Call, scope: _Scope) -> tuple[list, dict[str, tuple[
 def _lower_call(call: nodes.Call, scope: _Scope) -> sympy.Expr:
     name = call.function.id
     if name in REDUCTIONS:
-        raise LossDefinitionError(
-            f"'{name}' reduces over the per-sample axes; this version compiles elementwise losses only",
-            call.function.span, scope.source)
+        return _lower_reduction(call, scope)
     spec = FUNCTIONS.get(name)
     if spec is not None:
         args, keywords = _positional(call, scope)
@@ -213,6 +249,68 @@ def _lower_call(call: nodes.Call, scope: _Scope) -> sympy.Expr:
         hint = did_you_mean(name, list(FUNCTIONS) + list(REDUCTIONS) + _resolvable_names(scope))
         raise LossNameError(f"unknown function '{name}'{hint}", call.function.span, scope.source)
     return _inline(callee, call, scope)
+
+
+def _axis(keyword: nodes.Keyword, scope: _Scope) -> str:
+    node = keyword.value
+    if isinstance(node, nodes.Name) and node.id in AXES:
+        return node.id
+    if isinstance(node, nodes.Unary) and node.op == "-" and isinstance(node.operand, nodes.Number) \
+            and node.operand.value.denominator == 1 and node.operand.value > 0:
+        return str(-node.operand.value.numerator)
+    raise LossDefinitionError("axis must be 'all', 'sample' or a negative integer such as -1",
+                              keyword.value.span, scope.source)
+
+
+def _lower_reduction(call: nodes.Call, scope: _Scope) -> sympy.Expr:
+    """sum, mean, logsumexp, norm, dot, softmax, log_softmax, onehot -> reduction nodes."""
+    name = call.function.id
+    spec = REDUCTIONS[name]
+    groups = call.groups[0] if call.groups else ()
+    axis_keywords = [a for a in groups if isinstance(a, nodes.Keyword)]
+    positional = tuple(a for a in groups if not isinstance(a, nodes.Keyword))
+    others = [k for k in axis_keywords if k.name.id != "axis"]
+    if others:
+        raise LossNameError(f"'{name}' takes no keyword '{others[0].name.id}' (only axis=...)",
+                            others[0].name.span, scope.source)
+    if name == "onehot" and axis_keywords:
+        raise LossDefinitionError("onehot(y) expands along the scores' last axis; it takes no axis",
+                                  axis_keywords[0].span, scope.source)
+    if len(positional) != spec.arity:
+        raise LossDefinitionError(f"'{name}' takes {spec.arity} argument{'s' if spec.arity > 1 else ''}, "
+                                  f"got {len(positional)}", call.span, scope.source)
+    if name == "onehot":
+        return _onehot(positional[0], scope)
+    axis = _axis(axis_keywords[0], scope) if axis_keywords else "sample"
+    args, _ = _positional(nodes.Call(call.function, (positional,), call.span), scope)
+
+    def reduce(kind, operand):
+        return scope.reduce(kind, operand, axis, call)
+
+    x = args[0]
+    if name == "sum":
+        return reduce("sum", x)
+    if name == "mean":
+        return reduce("sum", x) / reduce("count", x)
+    if name == "logsumexp":
+        return reduce("logsumexp", x)
+    if name == "norm":
+        return sympy.sqrt(reduce("sum", x**2))
+    if name == "dot":
+        return reduce("sum", x * args[1])
+    if name == "softmax":
+        return sympy.exp(x - reduce("logsumexp", x))
+    return x - reduce("logsumexp", x)  # log_softmax
+
+
+def _onehot(node, scope: _Scope) -> sympy.Expr:
+    if not isinstance(node, nodes.Name):
+        raise LossDefinitionError("onehot() takes an argument of domain 'index' by name", node.span, scope.source)
+    value = scope.lookup(node)
+    if not (isinstance(value, sympy.Symbol) and value.is_integer):
+        raise LossDefinitionError(f"onehot({node.id}): '{node.id}' must be an argument of domain 'index' "
+                                  f"(integer class labels)", node.span, scope.source)
+    return onehot(value)
 
 
 def _resolvable_names(scope: _Scope) -> list[str]:
@@ -239,6 +337,8 @@ def _inline(callee: Definition, call: nodes.Call, scope: _Scope) -> sympy.Expr:
             raise LossNameError(f"'{callee.name}' has no parameter '{key}'{hint}", keyword.name.span, scope.source)
     for p in callee.parameters:
         replacement[p.symbol] = keywords[p.name][1] if p.name in keywords else p.default
+    for r in callee.reductions:  # the callee's reductions, rebuilt on our arguments
+        replacement[r.symbol] = scope.reduce(r.kind, r.operand.xreplace(replacement), r.axis, call)
     return callee.body.xreplace(replacement)
 
 
@@ -364,8 +464,21 @@ def lower_definition(node: nodes.Definition, resolve: Resolver, source: str) -> 
     bindings = _bindings(node.bindings, scope)
     body = _numeric(_lower(node.body, scope), node.body, scope)
     wrt = _check_wrt(node.wrt, arguments, source)
+    _check_index_arguments(arguments, body, scope.reductions, node.span, source)
     return Definition(name, tuple(arguments), tuple(parameters), body, bindings, wrt,
-                      _text(source, node.span), node.span)
+                      tuple(scope.reductions), _text(source, node.span), node.span)
+
+
+def _check_index_arguments(arguments, body, reductions, span, source) -> None:
+    """An `index` argument holds labels, not numbers: it may only appear as onehot(y)."""
+    exprs = [body, *(r.operand for r in reductions)]
+    for argument in arguments:
+        if argument.domain != "index":
+            continue
+        bare = [e.replace(onehot, lambda _: sympy.S.One) for e in exprs]
+        if any(argument.symbol in e.free_symbols for e in bare):
+            raise LossDefinitionError(f"'{argument.name}' holds class indices (domain index); "
+                                      f"use it through onehot({argument.name})", span, source)
 
 
 def lower_bare(node: nodes.Bare, resolve: Resolver, source: str, *, name: str = "loss",
@@ -382,7 +495,8 @@ def lower_bare(node: nodes.Bare, resolve: Resolver, source: str, *, name: str = 
     if not arguments:
         raise LossDefinitionError("the expression has no free names to take as arguments", node.span, source)
     wrt = _check_wrt(node.wrt, arguments, source)
-    return Definition(name, tuple(arguments), tuple(params), body, bindings, wrt, source.strip(), node.span)
+    return Definition(name, tuple(arguments), tuple(params), body, bindings, wrt, tuple(scope.reductions),
+                      source.strip(), node.span)
 
 
 def lower_module(module: nodes.Module, resolve: Resolver, *, bare_name: str = "loss",

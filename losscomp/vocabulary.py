@@ -57,8 +57,25 @@ FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in (
     FunctionSpec("max", 2, None, lambda a: sympy.Max(*a), "largest argument; ties split the gradient"),
 )}
 
-# Reductions of DESIGN section 2; reverse mode across them arrives with per-sample losses.
-REDUCTIONS = ("sum", "mean", "logsumexp", "norm", "dot", "softmax", "log_softmax", "onehot")
+@dataclass(frozen=True)
+class ReductionSpec:
+    """A function over the per-sample axes (or `axis=-1`, `axis=all`); `ir` lowers it to reductions."""
+
+    name: str
+    arity: int
+    doc: str
+
+
+REDUCTIONS: dict[str, ReductionSpec] = {spec.name: spec for spec in (
+    ReductionSpec("sum", 1, "sum over the per-sample axes"),
+    ReductionSpec("mean", 1, "mean over the per-sample axes"),
+    ReductionSpec("logsumexp", 1, "log(sum(exp(x))), shifted by the max"),
+    ReductionSpec("norm", 1, "sqrt(sum(x^2))"),
+    ReductionSpec("dot", 2, "sum(a * b)"),
+    ReductionSpec("softmax", 1, "exp(x - logsumexp(x)), vector-valued"),
+    ReductionSpec("log_softmax", 1, "x - logsumexp(x), vector-valued"),
+    ReductionSpec("onehot", 1, "index labels y -> one-hot rows against the scores' class axis"),
+)}
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
@@ -82,7 +99,7 @@ DOMAINS: dict[str, Domain] = {d.name: d for d in (
     Domain("onehot", (("nonnegative", True),), "one 1 per sample, zeros elsewhere"),
     Domain("simplex", (("nonnegative", True),), "nonnegative, summing to 1 per sample"),
     Domain("count", (("nonnegative", True),), "0, 1, 2, ..."),
-    Domain("index", (("nonnegative", True),), "integer class labels, one axis fewer than the scores"),
+    Domain("index", (("nonnegative", True), ("integer", True)), "integer class labels, one axis fewer than the scores"),
 )}
 
 

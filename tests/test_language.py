@@ -111,7 +111,12 @@ def test_bare_expression_free_names_become_arguments():
     ("f(y, p) = y @ p", 1, 13, "unexpected character '@'"),
     ("f(y, p; k) = y", 1, 9, "needs a default"),
     ("f(y, p; k = p) = y", 1, 13, "constant"),
-    ("f(y, p) = sum(y)", 1, 11, "elementwise losses only"),
+    ("f(y, p) = sum(y, axis=2)", 1, 23, "axis must be"),
+    ("f(y, p) = sum(y, keep=1)", 1, 18, "only axis"),
+    ("f(y, p) = sum(2)", 1, 11, "needs a tensor"),
+    ("f(y, p) = dot(y)", 1, 11, "takes 2 arguments"),
+    ("f(y, p) = sum(onehot(p) * y)", 1, 22, "domain 'index'"),
+    ("f(y: index, p) = y * p", 1, 1, "use it through onehot(y)"),
 ])
 def test_errors_name_line_and_column(source, line, column, phrase):
     with pytest.raises(LossError) as info:

@@ -41,8 +41,23 @@ class ArrayPrinterMixin:
         self.helpers_used: set[str] = set()
         self.uses_math = False
 
+    # Functions of constants and parameters only: Python's own, so no tensor is made from a scalar.
+    SCALAR_FUNCTIONS = {
+        "exp": "math.exp({0})", "log": "math.log({0})", "log1p": "math.log1p({0})", "expm1": "math.expm1({0})",
+        "sqrt": "math.sqrt({0})", "sin": "math.sin({0})", "cos": "math.cos({0})", "tanh": "math.tanh({0})",
+        "sinh": "math.sinh({0})", "cosh": "math.cosh({0})", "abs": "abs({0})", "erf": "math.erf({0})",
+        "lgamma": "math.lgamma({0})", "maximum": "max({0}, {1})", "minimum": "min({0}, {1})",
+        "relu": "max({0}, 0)", "clip": "min(max({0}, {1}), {2})", "sign": "(({0} > 0) - ({0} < 0))",
+        "sigmoid": "(1/(1 + math.exp(-({0}))))", "softplus": "(max({0}, 0) + math.log1p(math.exp(-abs({0}))))",
+    }
+
     # -- names ---------------------------------------------------------------------------------
     def _call(self, key: str, *args: sympy.Basic) -> str:
+        if key in self.SCALAR_FUNCTIONS and not any(self._is_tensor(a) for a in args):
+            template = self.SCALAR_FUNCTIONS[key]
+            if "math." in template:
+                self.uses_math = True
+            return template.format(*(self._print(a) for a in args))
         template = self.FUNCTIONS[key]
         if template.startswith("_"):
             self.helpers_used.add(template.split("(", 1)[0])
@@ -88,6 +103,8 @@ class ArrayPrinterMixin:
     def _fold(self, key: str, args) -> str:
         # tensors first: some frameworks convert a leading Python number to an integer tensor
         args = sorted(args, key=lambda a: not self._is_tensor(a))
+        if not any(self._is_tensor(a) for a in args):
+            return f"{'max' if key == 'maximum' else 'min'}({', '.join(self._print(a) for a in args)})"
         text = self._print(args[0])
         for arg in args[1:]:
             text = self.FUNCTIONS[key].format(text, self._print(arg), m=self.ALIAS)

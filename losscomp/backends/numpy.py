@@ -22,6 +22,28 @@ class NumPyLossPrinter(ArrayPrinterMixin, NumPyPrinter):
 
 
 HELPERS = {
+    "_hessian_blocks": '''
+def _hessian_blocks(hvp, targets, per_sample):
+    """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
+    whole matrix, shaped target_i.shape + target_j.shape, when a reduction spans the batch."""
+    k = len(targets)
+    lead = [t.shape[:1] if per_sample else () for t in targets]
+    sizes = [int(np.prod(t.shape[1:] if per_sample else t.shape)) for t in targets]
+    columns = [[[] for _ in range(k)] for _ in range(k)]
+    for j, t in enumerate(targets):
+        for c in range(sizes[j]):
+            basis = np.zeros(sizes[j], dtype=t.dtype)
+            basis[c] = 1
+            vs = [np.zeros_like(u) for u in targets]
+            vs[j] = np.broadcast_to(basis.reshape((1,) + t.shape[1:] if per_sample else t.shape), t.shape).copy()
+            products = hvp(tuple(vs))
+            for i in range(k):
+                columns[i][j].append(np.reshape(products[i], lead[i] + (sizes[i],)))
+    blocks = [[np.stack(columns[i][j], axis=-1) for j in range(k)] for i in range(k)]
+    if not per_sample:
+        blocks = [[blocks[i][j].reshape(targets[i].shape + targets[j].shape) for j in range(k)] for i in range(k)]
+    return tuple(tuple(row) for row in blocks)
+''',
     "_matvec": '''
 def _matvec(X, w):
     return X @ w
@@ -70,8 +92,42 @@ def _digamma(x):
 }
 
 _COMMON = '''
-def _shape(*inputs):
-    return np.broadcast_shapes(*(np.shape(x) for x in inputs))
+def _shape(*arrays):
+    return np.broadcast_shapes(*(np.shape(a) for a in arrays))
+
+
+def _broadcast(x, *context):
+    """x broadcast to the shape it takes among the context arrays."""
+    return np.broadcast_to(x, _shape(x, *context))
+
+
+def _axes(ndim, axis):
+    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
+    if axis == "sample":
+        return tuple(range(1, ndim))
+    if axis == "all":
+        return tuple(range(ndim))
+    return (ndim + axis,)
+
+
+def _sum(x, axis):
+    return np.sum(x, axis=_axes(np.ndim(x), axis), keepdims=True)
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))), shifted by the max so that it neither overflows nor underflows."""
+    axes = _axes(np.ndim(x), axis)
+    if not axes:
+        return x
+    m = np.max(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return m + np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True))
+
+
+def _count(axis, ref, *context):
+    """How many elements a reduction over `axis` spans."""
+    shape = _shape(*context)
+    return np.asarray(np.prod([shape[a] for a in _axes(len(shape), axis)]), dtype=ref.dtype)
 
 
 def _sum_to(d, shape):
@@ -81,42 +137,42 @@ def _sum_to(d, shape):
         d = d.sum(axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and d.shape[i] != 1)
     return d.sum(axis=axes, keepdims=True) if axes else d
+
+
+def _collect(d, like, *context):
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
+    full = np.broadcast_to(np.asarray(d, dtype=like.dtype), _shape(d, like, *context))
+    return _sum_to(full, np.shape(like)).astype(like.dtype, copy=False)
 '''
 
 _REDUCTIONS = {
-    "mean": ('''
-def _reduce(l, *inputs):
-    """Mean over every element of the broadcast inputs."""
-    return np.mean(np.broadcast_to(l, _shape(l, *inputs)))
+    "mean": '''
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1/N for a mean."""
+    return np.asarray(1 / max(int(np.prod(_shape(*context))), 1), dtype=ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the mean: broadcast, divide by the element count, sum back to target's shape."""
-    full = np.broadcast_to(np.asarray(d, dtype=target.dtype), _shape(*inputs))
-    return _sum_to(full / max(full.size, 1), np.shape(target)).astype(target.dtype, copy=False)
-'''),
-    "sum": ('''
-def _reduce(l, *inputs):
-    """Sum over every element of the broadcast inputs."""
-    return np.sum(np.broadcast_to(l, _shape(l, *inputs)))
+def _reduce(l):
+    return np.mean(l)
+''',
+    "sum": '''
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1 for a sum."""
+    return np.asarray(1, dtype=ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the sum: broadcast, then sum back to target's shape."""
-    full = np.broadcast_to(np.asarray(d, dtype=target.dtype), _shape(*inputs))
-    return _sum_to(full, np.shape(target)).astype(target.dtype, copy=False)
-'''),
-    "none": ('''
-def _reduce(l, *inputs):
-    """No reduction: the loss of every element, broadcast."""
-    return np.broadcast_to(l, _shape(l, *inputs)).copy()
+def _reduce(l):
+    return np.sum(l)
+''',
+    "none": '''
+def _seed(ref, *context):
+    """Derivatives are those of the sum of the loss values."""
+    return np.asarray(1, dtype=ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """Derivatives of the sum of the elements, summed back to target's shape."""
-    full = np.broadcast_to(np.asarray(d, dtype=target.dtype), _shape(*inputs))
-    return _sum_to(full, np.shape(target)).astype(target.dtype, copy=False)
-'''),
+def _reduce(l):
+    return np.array(l)
+''',
 }
 
 

@@ -14,7 +14,7 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
     # tf.fill would take the dtype of the value; adding to zeros keeps the reference's dtype.
     FILL_LIKE = "({m}.zeros_like({0}) + {1})"
     # In a graph, tf.where converts a Python number to float32 whatever its other operand is.
-    SCALAR_BRANCH = "{m}.cast({1}, {0}.dtype)"
+    SCALAR_BRANCH = "_as({1}, {0})"
     FUNCTIONS = {
         "exp": "{m}.exp({0})", "log": "{m}.math.log({0})", "log1p": "{m}.math.log1p({0})",
         "expm1": "{m}.math.expm1({0})", "sqrt": "{m}.sqrt({0})", "sin": "{m}.sin({0})", "cos": "{m}.cos({0})",
@@ -32,6 +32,32 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
 
 
 HELPERS = {
+    "_hessian_blocks": '''
+def _hessian_blocks(hvp, targets, per_sample):
+    """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
+    whole matrix, shaped target_i.shape + target_j.shape, when a reduction spans the batch."""
+    k = len(targets)
+    shapes = [list(t.shape) for t in targets]
+    sizes = []
+    for shape in shapes:
+        n = 1
+        for size in (shape[1:] if per_sample else shape):
+            n *= size
+        sizes.append(n)
+    columns = [[[] for _ in range(k)] for _ in range(k)]
+    for j, t in enumerate(targets):
+        for c in range(sizes[j]):
+            basis = tf.one_hot(c, sizes[j], dtype=t.dtype)
+            vs = [tf.zeros_like(u) for u in targets]
+            vs[j] = tf.broadcast_to(tf.reshape(basis, [1] + shapes[j][1:] if per_sample else shapes[j]), tf.shape(t))
+            products = hvp(tuple(vs))
+            for i in range(k):
+                columns[i][j].append(tf.reshape(products[i], shapes[i][:1] + [sizes[i]] if per_sample else [sizes[i]]))
+    blocks = [[tf.stack(columns[i][j], axis=-1) for j in range(k)] for i in range(k)]
+    if not per_sample:
+        blocks = [[tf.reshape(blocks[i][j], shapes[i] + shapes[j]) for j in range(k)] for i in range(k)]
+    return tuple(tuple(row) for row in blocks)
+''',
     "_softplus": '''
 def _softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact for large |x|."""
@@ -49,55 +75,92 @@ def _weighted_gram(X, h):
 }
 
 _COMMON = '''
-def _shape(*inputs):
-    shape = tf.shape(inputs[0])
-    for x in inputs[1:]:
-        shape = tf.broadcast_dynamic_shape(shape, tf.shape(x))
+def _as(x, ref):
+    """x as a tensor of ref's dtype; a Python number goes straight there (tf.cast would round it
+    through float32 first)."""
+    return tf.cast(x, ref.dtype) if tf.is_tensor(x) else tf.constant(x, dtype=ref.dtype)
+
+
+def _shape(*arrays):
+    shape = tf.shape(arrays[0])
+    for a in arrays[1:]:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))
     return shape
 
 
-def _full(d, target, *inputs):
-    """d as a tensor of target's dtype, broadcast to the inputs' shape."""
-    return tf.broadcast_to(tf.cast(d, target.dtype), _shape(*inputs))
+def _broadcast(x, *context):
+    """x broadcast to the shape it takes among the context tensors."""
+    if context and not tf.is_tensor(x):
+        x = _as(x, context[0])
+    return tf.broadcast_to(x, _shape(x, *context))
 
 
-def _sum_to(d, target):
-    """Sum d over the axes that broadcasting added to target."""
-    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(target), s1=tf.shape(d))
-    return tf.reshape(tf.reduce_sum(d, axis=axes), tf.shape(target))
+def _axes(ndim, axis):
+    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
+    if axis == "sample":
+        return list(range(1, ndim))
+    if axis == "all":
+        return list(range(ndim))
+    return [ndim + axis]
+
+
+def _sum(x, axis):
+    axes = _axes(len(x.shape), axis)
+    return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))), shifted by the max (tf.reduce_logsumexp)."""
+    axes = _axes(len(x.shape), axis)
+    return tf.reduce_logsumexp(x, axis=axes, keepdims=True) if axes else x
+
+
+def _count(axis, ref, *context):
+    """How many elements a reduction over `axis` spans, in ref's dtype."""
+    rank = max(len(c.shape) for c in context)
+    shape = _shape(*context)
+    return tf.cast(tf.reduce_prod(tf.gather(shape, _axes(rank, axis))), ref.dtype)
+
+
+def _sum_to(d, like):
+    """Sum d over the axes that broadcasting added to like."""
+    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(like), s1=tf.shape(d))
+    return tf.reshape(tf.reduce_sum(d, axis=axes), tf.shape(like))
+
+
+def _collect(d, like, *context):
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
+    d = _as(d, like)
+    return _sum_to(tf.broadcast_to(d, _shape(d, like, *context)), like)
 '''
 
 _REDUCTIONS = {
     "mean": '''
-def _reduce(l, *inputs):
-    """Mean over every element of the broadcast inputs."""
-    return tf.reduce_mean(tf.broadcast_to(l, _shape(l, *inputs)))
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1/N for a mean."""
+    return 1 / tf.cast(tf.maximum(tf.reduce_prod(_shape(*context)), 1), ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the mean: broadcast, divide by the element count, sum back to target's shape."""
-    full = _full(d, target, *inputs)
-    return _sum_to(full / tf.cast(tf.maximum(tf.size(full), 1), full.dtype), target)
+def _reduce(l):
+    return tf.reduce_mean(l)
 ''',
     "sum": '''
-def _reduce(l, *inputs):
-    """Sum over every element of the broadcast inputs."""
-    return tf.reduce_sum(tf.broadcast_to(l, _shape(l, *inputs)))
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1 for a sum."""
+    return tf.cast(1, ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the sum: broadcast, then sum back to target's shape."""
-    return _sum_to(_full(d, target, *inputs), target)
+def _reduce(l):
+    return tf.reduce_sum(l)
 ''',
     "none": '''
-def _reduce(l, *inputs):
-    """No reduction: the loss of every element, broadcast."""
-    return tf.broadcast_to(l, _shape(l, *inputs))
+def _seed(ref, *context):
+    """Derivatives are those of the sum of the loss values."""
+    return tf.cast(1, ref.dtype)
 
 
-def _to_target(d, target, *inputs):
-    """Derivatives of the sum of the elements, summed back to target's shape."""
-    return _sum_to(_full(d, target, *inputs), target)
+def _reduce(l):
+    return tf.identity(l)
 ''',
 }
 
@@ -142,7 +205,7 @@ class {spec.class_name}(tf.keras.losses.Loss):
     def call(self, {y_true}, {y_pred}):
         {y_pred} = tf.convert_to_tensor({y_pred})
         {y_true} = tf.cast({y_true}, {y_pred}.dtype)
-        l = tf.broadcast_to(_elements({y_true}, {y_pred}{call_kw}), _shape({y_true}, {y_pred}))
+        l = _elements({y_true}, {y_pred}{call_kw})
         rank = len(l.shape)
         return {per_sample}(l, axis=list(range(1, rank))) if rank > 1 else l
 

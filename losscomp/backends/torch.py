@@ -26,6 +26,29 @@ class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
 
 
 HELPERS = {
+    "_hessian_blocks": '''
+def _hessian_blocks(hvp, targets, per_sample):
+    """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
+    whole matrix, shaped target_i.shape + target_j.shape, when a reduction spans the batch."""
+    k = len(targets)
+    lead = [tuple(t.shape[:1]) if per_sample else () for t in targets]
+    sizes = [int(t[0].numel()) if per_sample else int(t.numel()) for t in targets]
+    columns = [[[] for _ in range(k)] for _ in range(k)]
+    for j, t in enumerate(targets):
+        for c in range(sizes[j]):
+            basis = torch.zeros(sizes[j], dtype=t.dtype, device=t.device)
+            basis[c] = 1
+            vs = [torch.zeros_like(u) for u in targets]
+            vs[j] = basis.reshape((1,) + tuple(t.shape[1:]) if per_sample else t.shape).expand(t.shape).clone()
+            products = hvp(tuple(vs))
+            for i in range(k):
+                columns[i][j].append(products[i].reshape(lead[i] + (sizes[i],)))
+    blocks = [[torch.stack(columns[i][j], dim=-1) for j in range(k)] for i in range(k)]
+    if not per_sample:
+        blocks = [[blocks[i][j].reshape(tuple(targets[i].shape) + tuple(targets[j].shape)) for j in range(k)]
+                  for i in range(k)]
+    return tuple(tuple(row) for row in blocks)
+''',
     "_softplus": '''
 def _softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact for large |x| (no threshold)."""
@@ -43,46 +66,82 @@ def _weighted_gram(X, h):
 }
 
 _COMMON = '''
-def _shape(*inputs):
-    return torch.broadcast_shapes(*(torch.as_tensor(x).shape for x in inputs))
+def _shape(*arrays):
+    return torch.broadcast_shapes(*(a.shape if torch.is_tensor(a) else () for a in arrays))
 
 
-def _full(d, target, *inputs):
-    """d as a tensor with target's dtype and device, broadcast to the inputs' shape."""
-    return torch.as_tensor(d, dtype=target.dtype, device=target.device).expand(_shape(*inputs))
+def _broadcast(x, *context):
+    """x broadcast to the shape it takes among the context tensors."""
+    if not torch.is_tensor(x):
+        x = torch.as_tensor(x, dtype=context[0].dtype if context else None)
+    return x.expand(_shape(x, *context))
+
+
+def _axes(ndim, axis):
+    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
+    if axis == "sample":
+        return tuple(range(1, ndim))
+    if axis == "all":
+        return tuple(range(ndim))
+    return (ndim + axis,)
+
+
+def _sum(x, axis):
+    axes = _axes(x.dim(), axis)
+    return torch.sum(x, dim=axes, keepdim=True) if axes else x
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))), shifted by the max (torch.logsumexp)."""
+    axes = _axes(x.dim(), axis)
+    return torch.logsumexp(x, dim=axes, keepdim=True) if axes else x
+
+
+def _count(axis, ref, *context):
+    """How many elements a reduction over `axis` spans."""
+    shape = _shape(*context)
+    n = 1
+    for a in _axes(len(shape), axis):
+        n *= shape[a]
+    return torch.tensor(n, dtype=ref.dtype, device=ref.device)
+
+
+def _collect(d, like, *context):
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
+    d = torch.as_tensor(d, dtype=like.dtype, device=like.device)
+    return d.expand(_shape(d, like, *context)).sum_to_size(like.shape)
 '''
 
 _REDUCTIONS = {
     "mean": '''
-def _reduce(l, *inputs):
-    """Mean over every element of the broadcast inputs."""
-    return torch.mean(l.expand(_shape(l, *inputs)) if torch.is_tensor(l) else torch.as_tensor(l))
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1/N for a mean."""
+    n = 1
+    for size in _shape(*context):
+        n *= size
+    return torch.tensor(1 / max(n, 1), dtype=ref.dtype, device=ref.device)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the mean: broadcast, divide by the element count, sum back to target's shape."""
-    full = _full(d, target, *inputs)
-    return (full / max(full.numel(), 1)).sum_to_size(target.shape)
+def _reduce(l):
+    return torch.mean(l)
 ''',
     "sum": '''
-def _reduce(l, *inputs):
-    """Sum over every element of the broadcast inputs."""
-    return torch.sum(l.expand(_shape(l, *inputs)) if torch.is_tensor(l) else torch.as_tensor(l))
+def _seed(ref, *context):
+    """d loss / d l for each loss value: 1 for a sum."""
+    return torch.tensor(1, dtype=ref.dtype, device=ref.device)
 
 
-def _to_target(d, target, *inputs):
-    """d/d(target) of the sum: broadcast, then sum back to target's shape."""
-    return _full(d, target, *inputs).sum_to_size(target.shape)
+def _reduce(l):
+    return torch.sum(l)
 ''',
     "none": '''
-def _reduce(l, *inputs):
-    """No reduction: the loss of every element, broadcast."""
-    return l.expand(_shape(l, *inputs)).clone()
+def _seed(ref, *context):
+    """Derivatives are those of the sum of the loss values."""
+    return torch.tensor(1, dtype=ref.dtype, device=ref.device)
 
 
-def _to_target(d, target, *inputs):
-    """Derivatives of the sum of the elements, summed back to target's shape."""
-    return _full(d, target, *inputs).sum_to_size(target.shape)
+def _reduce(l):
+    return l.contiguous()
 ''',
 }
 
