@@ -83,6 +83,12 @@ def _framework(name: str) -> Framework:
     return Framework(name)
 
 
+@pytest.fixture(scope="session")
+def framework():
+    """framework(name): the adapter for any backend, for tests that use several."""
+    return _framework
+
+
 @pytest.fixture
 def fw(backend) -> Framework:
     """The adapter for the test's `backend` parameter."""
