@@ -154,8 +154,12 @@ def _is_zero(expr: sympy.Expr) -> bool:
 
 def curvature_vanishes(compiled: CompiledLoss) -> bool:
     """True when the per-element second derivative l'' is zero on every branch: the loss is
-    piecewise linear in its target, and its Hessian X^T diag(l'') X vanishes almost everywhere."""
-    return all(_is_zero(leaf) for leaf in _pieces(compiled.derivation.hessian[0][0]))
+    piecewise linear in its target, and its Hessian X^T diag(l'') X vanishes almost everywhere.
+    False when SymPy does not reduce some branch to 0 (the numerical checks then take over)."""
+    second = compiled.derivation.hessian[0][0]
+    if not isinstance(second, sympy.Expr):
+        return False
+    return all(_is_zero(leaf) for leaf in _pieces(second))
 
 
 @functools.lru_cache(maxsize=32)

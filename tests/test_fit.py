@@ -315,6 +315,18 @@ def test_fixed_step_gradient_descent_like_the_seed():
     assert not diverged.converged and "diverged" in diverged.message
 
 
+def test_cholesky_without_scipy(monkeypatch):
+    X, y, _ = _regression(19)
+    start = fit_linear("huber", X, y).w
+    with_scipy = fit_linear("cauchy", X, y, w0=start)
+    monkeypatch.setitem(sys.modules, "scipy.linalg", None)      # NumPy's factor and triangular solves
+    without = fit_linear("cauchy", X, y, w0=start)
+    assert without.converged and without.n_iter == with_scipy.n_iter
+    np.testing.assert_allclose(without.w, with_scipy.w, rtol=1e-12)
+    with pytest.raises(NewtonNotApplicableError, match="indefinite"):
+        fit_linear("cauchy", X, 10 * y, params={"c": 0.1})
+
+
 def test_sum_reduction_gives_the_same_coefficients():
     X, y, _ = _regression(12)
     mean = fit_linear("log_cosh", X, y)
@@ -358,6 +370,26 @@ def test_progress_true_is_silent_when_not_a_terminal(capsys):
     X, y, _ = _regression(16)
     fit_linear("mse", X, y, progress=True)
     assert capsys.readouterr() == ("", "")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_with_and_without_rich(monkeypatch):
+    X, y, _ = _regression(17)
+    pytest.importorskip("rich")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fit_linear("log_cosh", X, y, progress=True)
+    assert "fit log_cosh (newton)" in terminal.getvalue() and "|grad|" in terminal.getvalue()
+    monkeypatch.setitem(sys.modules, "rich.progress", None)    # as if rich were not installed
+    plain = _Terminal()
+    monkeypatch.setattr(sys, "stderr", plain)
+    result = fit_linear("log_cosh", X, y, progress=True)
+    assert plain.getvalue().startswith("\rfit log_cosh (newton): iter     0")
+    assert plain.getvalue().endswith(result.message + "\n")
 
 
 @pytest.mark.parametrize("kwargs, error, text", [

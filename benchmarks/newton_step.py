@@ -1,0 +1,219 @@
+"""One Newton step of logistic regression, n = 10^5 and d = 50: losscomp's generated Hessian against
+torch.func.hessian and jax.hessian, side by side in one run.
+
+A step is what `fit_linear` does per iteration, minus the line search: the gradient and the Hessian
+of the mean loss in w, a Cholesky solve, the update. The columns:
+
+    losscomp numpy       grad and newton_hessian (X^T diag(l'') X / n) of the module built for NumPy;
+                         scipy's cho_factor / cho_solve
+    losscomp torch       the same two functions of the module built for PyTorch; torch.linalg.cholesky
+    torch.func.hessian   torch.func.grad and torch.func.hessian (forward over reverse) of
+                         binary_cross_entropy_with_logits(X @ w, y).mean(); torch.linalg.cholesky
+    jax.hessian (jit)    jax.grad and jax.hessian of mean(logaddexp(0, z) - y z), z = X @ w, the whole
+                         step under jax.jit (compilation timed apart); float64; skipped if jax is absent
+
+All in float64 on the CPU. Each column is warmed up once, then timed `--repeat` times; the table
+gives the median and the best time and the ratio of medians to losscomp numpy, and checks that every
+column takes the same step. The table, the machine and the date go to benchmarks/results/newton_step.md.
+
+    python benchmarks/newton_step.py                  # pip install -e '.[torch,bench]' for every column
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import losscomp
+
+HERE = Path(__file__).resolve().parent
+
+
+def data(n: int, d: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, d - 1))])
+    w_true = rng.normal(scale=0.3, size=d)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ w_true)))).astype(np.float64)
+    w = rng.normal(scale=0.1, size=d)          # a point on the way, not the solution
+    return X, y, w
+
+
+def time_it(step: Callable[[], np.ndarray], repeat: int) -> tuple[list[float], np.ndarray]:
+    result = step()                            # warm-up (imports, caches, first-call set-up)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = step()
+        times.append(time.perf_counter() - start)
+    return times, np.asarray(result)
+
+
+def losscomp_numpy(X, y, w):
+    from scipy.linalg import cho_factor, cho_solve
+
+    mod = losscomp.compile("bce_logits").build("numpy")
+
+    def step():
+        g = X.T @ mod.grad(y, X @ w)
+        H = mod.newton_hessian(X, y, w)
+        return w - cho_solve(cho_factor(H, lower=True, check_finite=False), g, check_finite=False)
+
+    return step
+
+
+def losscomp_torch(X, y, w):
+    import torch
+
+    mod = losscomp.compile("bce_logits").build("torch")
+    Xt, yt, wt = (torch.tensor(a) for a in (X, y, w))
+
+    def step():
+        g = Xt.T @ mod.grad(yt, Xt @ wt)
+        L = torch.linalg.cholesky(mod.newton_hessian(Xt, yt, wt))
+        return (wt - torch.cholesky_solve(g[:, None], L)[:, 0]).numpy()
+
+    return step
+
+
+def torch_func_hessian(X, y, w):
+    import torch
+    import torch.nn.functional as F
+
+    Xt, yt, wt = (torch.tensor(a) for a in (X, y, w))
+
+    def objective(v):
+        return F.binary_cross_entropy_with_logits(Xt @ v, yt)
+
+    def step():
+        g = torch.func.grad(objective)(wt)
+        L = torch.linalg.cholesky(torch.func.hessian(objective)(wt))
+        return (wt - torch.cholesky_solve(g[:, None], L)[:, 0]).numpy()
+
+    return step
+
+
+def jax_hessian(X, y, w):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax.scipy.linalg import cho_factor, cho_solve
+
+    Xj, yj, wj = (jnp.asarray(a) for a in (X, y, w))
+
+    def objective(v):
+        z = Xj @ v
+        return jnp.mean(jnp.logaddexp(0.0, z) - yj * z)
+
+    @jax.jit
+    def newton(v):
+        return v - cho_solve(cho_factor(jax.hessian(objective)(v), lower=True), jax.grad(objective)(v))
+
+    start = time.perf_counter()
+    newton.lower(wj).compile()
+    compile_seconds = time.perf_counter() - start
+
+    def step():
+        return np.asarray(newton(wj).block_until_ready())
+
+    step.compile_seconds = compile_seconds
+    return step
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
+    for name in ("scipy", "torch", "jax"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except ImportError:
+            pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    lines = [f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+             f"- machine: {platform.system()} {platform.release()} {platform.machine()}, {cpu}, "
+             f"{os.cpu_count()} logical CPUs",
+             f"- load average before the run (1, 5, 15 min): {load}",
+             f"- versions: {', '.join(versions)}, losscomp {losscomp.__version__}"]
+    try:
+        import torch
+        lines.append(f"- torch threads: {torch.get_num_threads()}")
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [f"{p['internal_api']} ({p['num_threads']} threads)" for p in threadpool_info()
+                if p.get("user_api") == "blas"]
+        if blas:
+            lines.append(f"- NumPy/SciPy BLAS: {', '.join(sorted(set(blas)))}")
+    except ImportError:
+        pass
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "newton_step.md")
+    args = parser.parse_args(argv)
+
+    header = machine()
+    X, y, w = data(args.n, args.d)
+    columns = [("losscomp numpy", losscomp_numpy), ("losscomp torch", losscomp_torch),
+               ("torch.func.hessian", torch_func_hessian), ("jax.hessian (jit)", jax_hessian)]
+    rows, notes, reference = [], [], None
+    for label, make in columns:
+        try:
+            step = make(X, y, w)
+        except ImportError as error:
+            notes.append(f"{label}: skipped, {error.name or error} is not installed "
+                         f"(pip install -e '.[torch,bench]' for every column)")
+            continue
+        with warnings.catch_warnings():
+            # torch's first forward-mode AD use scripts its decompositions and warns that
+            # torch.jit.script is deprecated: noise, not a result
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+            times, new_w = time_it(step, args.repeat)
+        if reference is None:
+            reference = new_w
+        rows.append((label, statistics.median(times), min(times),
+                     float(np.max(np.abs(new_w - reference)))))
+        if hasattr(step, "compile_seconds"):
+            notes.append(f"{label}: jit compilation {step.compile_seconds:.2f} s, not in the timings")
+
+    base = rows[0][1]
+    table = ["| column | median s | best s | median / losscomp numpy | max abs(w_new - losscomp numpy's) |",
+             "|---|---:|---:|---:|---:|"]
+    for label, median, best, diff in rows:
+        table.append(f"| {label} | {median:.4f} | {best:.4f} | {median / base:.2f} | {diff:.1e} |")
+    text = "\n".join([
+        f"# One Newton step, logistic regression (bce_logits), n = {args.n}, d = {args.d}, float64",
+        "", "Command: `python benchmarks/newton_step.py"
+        + (f" --n {args.n} --d {args.d}" if (args.n, args.d) != (100_000, 50) else "")
+        + (f" --repeat {args.repeat}" if args.repeat != 7 else "")
+        + f"` ({args.repeat} timed runs per column after one warm-up).", "",
+        *header, "", *table, "", *(f"- {note}" for note in notes), ""])
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
