@@ -30,7 +30,7 @@ class ArrayPrinterMixin:
     MODULE: str = ""                 # what `ALIAS` is imported from
     FUNCTIONS: Mapping[str, str] = {}  # language function -> format with {0}, {1}, ... and {m} for ALIAS
     WHERE = "{m}.where({0}, {1}, {2})"
-    FILL_LIKE = "{m}.full_like({0}, {1})"  # an array shaped and typed like {0}, filled with {1}
+    FILL_LIKE = "{m}.asarray({1}, dtype={0}.dtype)"  # the scalar {1} with the dtype of {0}, no shape
     SCALAR_BRANCH: str | None = None       # for frameworks whose where() will not convert a scalar
     LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}
 
@@ -93,6 +93,11 @@ class ArrayPrinterMixin:
     _print_erf, _print_loggamma = _fn("erf"), _fn("lgamma")
     _print_sigmoid, _print_softplus, _print_relu, _print_clip = _fn("sigmoid"), _fn("softplus"), _fn("relu"), _fn("clip")
     del _fn
+
+    def _print_onehot(self, expr):
+        # index labels against the class axis of the reference (the target scores)
+        self.helpers_used.add("_onehot")
+        return f"_onehot({self._print(expr.args[0])}, {self.reference})"
 
     def _print_polygamma(self, expr):
         order, x = expr.args

@@ -22,6 +22,11 @@ class NumPyLossPrinter(ArrayPrinterMixin, NumPyPrinter):
 
 
 HELPERS = {
+    "_onehot": '''
+def _onehot(y, scores):
+    """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes)."""
+    return (np.asarray(y)[..., None] == np.arange(scores.shape[-1])).astype(scores.dtype)
+''',
     "_hessian_blocks": '''
 def _hessian_blocks(hvp, targets, per_sample):
     """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the

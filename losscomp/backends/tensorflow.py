@@ -11,8 +11,7 @@ from .base import ArrayPrinterMixin, Backend
 class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
     ALIAS = "tf"
     MODULE = "tensorflow"
-    # tf.fill would take the dtype of the value; adding to zeros keeps the reference's dtype.
-    FILL_LIKE = "({m}.zeros_like({0}) + {1})"
+    FILL_LIKE = "_as({1}, {0})"
     # In a graph, tf.where converts a Python number to float32 whatever its other operand is.
     SCALAR_BRANCH = "_as({1}, {0})"
     FUNCTIONS = {
@@ -32,6 +31,11 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
 
 
 HELPERS = {
+    "_onehot": '''
+def _onehot(y, scores):
+    """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes)."""
+    return tf.one_hot(tf.cast(y, tf.int32), tf.shape(scores)[-1], dtype=scores.dtype)
+''',
     "_hessian_blocks": '''
 def _hessian_blocks(hvp, targets, per_sample):
     """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the

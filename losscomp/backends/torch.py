@@ -11,6 +11,7 @@ from .base import ArrayPrinterMixin, Backend
 class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
     ALIAS = "torch"
     MODULE = "torch"
+    FILL_LIKE = "{m}.as_tensor({1}, dtype={0}.dtype, device={0}.device)"
     FUNCTIONS = {
         "exp": "{m}.exp({0})", "log": "{m}.log({0})", "log1p": "{m}.log1p({0})", "expm1": "{m}.expm1({0})",
         "sqrt": "{m}.sqrt({0})", "sin": "{m}.sin({0})", "cos": "{m}.cos({0})", "tanh": "{m}.tanh({0})",
@@ -26,6 +27,11 @@ class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
 
 
 HELPERS = {
+    "_onehot": '''
+def _onehot(y, scores):
+    """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes)."""
+    return torch.nn.functional.one_hot(y.long(), scores.shape[-1]).to(scores.dtype)
+''',
     "_hessian_blocks": '''
 def _hessian_blocks(hvp, targets, per_sample):
     """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
