@@ -200,8 +200,11 @@ def _module_class(mod, base: type) -> type:
 # The table itself
 # ---------------------------------------------------------------------------------------------
 
-def test_cases_cover_the_catalog():
-    assert set(CASES) == set(catalog.names())
+def test_cases_are_elementwise_catalog_losses():
+    """test_reductions.py checks that this table and its own cover the whole catalog."""
+    import losscomp
+    elementwise = {n for n in catalog.names() if losscomp.compile(n).derivation.elementwise}
+    assert set(CASES) <= elementwise
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
