@@ -12,11 +12,12 @@ of the mean loss in w, a Cholesky solve, the update. The columns:
     jax.hessian (jit)    jax.grad and jax.hessian of mean(logaddexp(0, z) - y z), z = X @ w, the whole
                          step under jax.jit (compilation timed apart); float64; skipped if jax is absent
 
-All in float64 on the CPU. Each column is warmed up once, then timed `--repeat` times; the table
-gives the median and the best time and the ratio of medians to losscomp numpy, and checks that every
-column takes the same step. The table, the machine and the date go to benchmarks/results/newton_step.md.
+All in float64 on the CPU. Each column is warmed up once, then `--repeat` rounds time every column
+once, in turn, so that a change in the machine's load hits them alike; the table gives the median and
+the best time, the ratios to losscomp numpy, and checks that every column takes the same step. The table, the machine and the date go to benchmarks/results/newton_step.md.
 
     python benchmarks/newton_step.py                  # pip install -e '.[torch,bench]' for every column
+    python benchmarks/newton_step.py --threads 2      # results/newton_step.md either way
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ def data(n: int, d: int, seed: int = 0):
     return X, y, w
 
 
-def time_it(step: Callable[[], np.ndarray], repeat: int) -> tuple[list[float], np.ndarray]:
-    result = step()                            # warm-up (imports, caches, first-call set-up)
-    times = []
+def time_round_robin(steps: dict[str, Callable[[], np.ndarray]], repeat: int
+                     ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Each step once to warm up (imports, caches, first-call set-up), then `repeat` rounds that
+    time every step once, so that a change in the machine's load hits all columns alike."""
+    results = {label: np.asarray(step()) for label, step in steps.items()}
+    times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = step()
-        times.append(time.perf_counter() - start)
-    return times, np.asarray(result)
+        for label, step in steps.items():
+            start = time.perf_counter()
+            results[label] = np.asarray(step())
+            times[label].append(time.perf_counter() - start)
+    return times, results
 
 
 def losscomp_numpy(X, y, w):
@@ -164,49 +169,76 @@ def machine() -> list[str]:
     return lines
 
 
+def limit_threads(threads: int) -> None:
+    """The same number of threads for every column: NumPy/SciPy's BLAS (threadpoolctl), torch's
+    intra-op pool, and XLA's CPU client (jax is imported later, so its flags still apply)."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads, user_api="blas")
+    except ImportError:
+        print("threadpoolctl is not installed: NumPy's BLAS keeps its own thread count")
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--d", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for BLAS, torch and XLA (default 1: steadier on a shared machine)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "newton_step.md")
     args = parser.parse_args(argv)
+    limit_threads(args.threads)
 
-    header = machine()
     X, y, w = data(args.n, args.d)
     columns = [("losscomp numpy", losscomp_numpy), ("losscomp torch", losscomp_torch),
                ("torch.func.hessian", torch_func_hessian), ("jax.hessian (jit)", jax_hessian)]
-    rows, notes, reference = [], [], None
+    header = machine()
+    steps, notes = {}, []
     for label, make in columns:
         try:
-            step = make(X, y, w)
+            steps[label] = make(X, y, w)
         except ImportError as error:
             notes.append(f"{label}: skipped, {error.name or error} is not installed "
                          f"(pip install -e '.[torch,bench]' for every column)")
             continue
-        with warnings.catch_warnings():
-            # torch's first forward-mode AD use scripts its decompositions and warns that
-            # torch.jit.script is deprecated: noise, not a result
-            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
-            times, new_w = time_it(step, args.repeat)
-        if reference is None:
-            reference = new_w
-        rows.append((label, statistics.median(times), min(times),
-                     float(np.max(np.abs(new_w - reference)))))
-        if hasattr(step, "compile_seconds"):
-            notes.append(f"{label}: jit compilation {step.compile_seconds:.2f} s, not in the timings")
+        if hasattr(steps[label], "compile_seconds"):
+            notes.append(f"{label}: jit compilation {steps[label].compile_seconds:.2f} s, not in the timings")
+    with warnings.catch_warnings():
+        # torch's first forward-mode AD use scripts its decompositions and warns that
+        # torch.jit.script is deprecated: noise, not a result
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        times, results = time_round_robin(steps, args.repeat)
+    reference = results["losscomp numpy"]
+    rows = [(label, statistics.median(times[label]), min(times[label]),
+             float(np.max(np.abs(results[label] - reference)))) for label in steps]
+    load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    header.append(f"- load average after the run: {load_after}")
 
     base = rows[0][1]
-    table = ["| column | median s | best s | median / losscomp numpy | max abs(w_new - losscomp numpy's) |",
-             "|---|---:|---:|---:|---:|"]
+    best_base = rows[0][2]
+    table = ["| column | median s | best s | median / losscomp numpy's | best / losscomp numpy's "
+             "| max abs(w_new - losscomp numpy's) |",
+             "|---|---:|---:|---:|---:|---:|"]
     for label, median, best, diff in rows:
-        table.append(f"| {label} | {median:.4f} | {best:.4f} | {median / base:.2f} | {diff:.1e} |")
+        table.append(f"| {label} | {median:.4f} | {best:.4f} | {median / base:.2f} | {best / best_base:.2f} "
+                     f"| {diff:.1e} |")
     text = "\n".join([
-        f"# One Newton step, logistic regression (bce_logits), n = {args.n}, d = {args.d}, float64",
+        f"# One Newton step, logistic regression (bce_logits), n = {args.n}, d = {args.d}, float64, "
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}",
         "", "Command: `python benchmarks/newton_step.py"
         + (f" --n {args.n} --d {args.d}" if (args.n, args.d) != (100_000, 50) else "")
-        + (f" --repeat {args.repeat}" if args.repeat != 7 else "")
-        + f"` ({args.repeat} timed runs per column after one warm-up).", "",
+        + (f" --repeat {args.repeat}" if args.repeat != 15 else "")
+        + (f" --threads {args.threads}" if args.threads != 1 else "")
+        + f"` (one warm-up, then {args.repeat} rounds that time each column once).", "",
         *header, "", *table, "", *(f"- {note}" for note in notes), ""])
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -337,6 +337,7 @@ class _Progress:
     def close(self, result: FitResult) -> None:
         if self.rich is not None:
             self.rich.stop()
+            self.rich.console.print(f"{self.title}: {result.message}", highlight=False, markup=False)
         elif self.stream is not None:
             if self.in_place:
                 self.stream.write("\n")

@@ -384,6 +384,7 @@ def test_progress_on_a_terminal_with_and_without_rich(monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     fit_linear("log_cosh", X, y, progress=True)
     assert "fit log_cosh (newton)" in terminal.getvalue() and "|grad|" in terminal.getvalue()
+    assert "converged: gradient norm" in terminal.getvalue()
     monkeypatch.setitem(sys.modules, "rich.progress", None)    # as if rich were not installed
     plain = _Terminal()
     monkeypatch.setattr(sys, "stderr", plain)
