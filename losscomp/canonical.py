@@ -8,6 +8,7 @@ The convention is PyTorch's, so `grad` agrees with `torch.autograd` everywhere, 
     max(a, b) at a tie       (a + b) / 2, so the gradient splits 0.5 / 0.5 (min likewise)
     clip(x, lo, hi)          x on [lo, hi]: the gradient passes at the bounds
     if c then a else b       the branch `c` selects, at its boundary too
+    sqrt'(0), norm'(0)       0 (a subgradient), not an infinity
 
 Differentiating a Piecewise differentiates each branch, so no DiracDelta or Heaviside ever appears.
 An n-argument max folds pairwise in SymPy's argument order. Conditions keep abs/max/min/sign, which
@@ -19,11 +20,12 @@ from __future__ import annotations
 import sympy
 from sympy import Piecewise
 
-from .functions import clip, relu
+from .functions import clip, relu, root
 
 KINK_CONVENTION = (
     "PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5 at a tie; "
-    "clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch c selects"
+    "clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch c selects; "
+    "sqrt and norm have the subgradient 0 at 0"
 )
 
 
@@ -64,6 +66,8 @@ def _lower_node(expr: sympy.Basic) -> sympy.Basic:
     if isinstance(expr, clip):
         x, lo, hi = expr.args
         return Piecewise((lo, x < lo), (hi, x > hi), (x, True))
+    if isinstance(expr, sympy.Pow) and expr.exp == sympy.S.Half and not expr.base.is_positive:
+        return root(expr.base)
     if isinstance(expr, sympy.Max):
         return _fold(_max2, list(expr.args))
     if isinstance(expr, sympy.Min):

@@ -17,7 +17,7 @@ from .backends.base import Backend
 from .derive import Derivation, Program, derive
 from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
-from .stabilize import stabilize
+from .stabilize import guard, logsumexp_reductions, stabilize
 from .syntax import parse
 
 BACKENDS = ("numpy", "torch", "tensorflow")
@@ -133,18 +133,21 @@ class CompiledLoss:
     def spec(self) -> emit.Spec:
         d = self.derivation
 
+        def printable(expr: sympy.Expr) -> sympy.Expr:
+            return guard(stabilize(expr))
+
         def stable(program: Program) -> Program:
-            return Program(tuple(replace(step, expr=stabilize(step.expr)) for step in program.steps),
-                           tuple(stabilize(sympy.sympify(o)) for o in program.outputs))
+            return Program(tuple(replace(step, expr=printable(step.expr)) for step in program.steps),
+                           tuple(printable(sympy.sympify(o)) for o in program.outputs))
 
         return emit.Spec(
             name=self.name, source=self.definition.text,
             arguments=tuple(a.name for a in self.definition.arguments), targets=self.targets,
             parameters=tuple((p.name, float(p.default)) for p in self.definition.parameters),
-            reduction=self.reduction, value=stabilize(d.value), forward=stable(d.forward),
+            reduction=self.reduction, value=printable(d.value), forward=stable(d.forward),
             backward=stable(d.backward), tangent=stable(d.tangent),
             tangent_inputs=tuple(v.name for v in d.tangent_inputs),
-            diagonal=tuple(tuple(stabilize(h) for h in row) for row in d.diagonal),
+            diagonal=tuple(tuple(printable(h) for h in row) for row in d.diagonal),
             context=d.context, tensors=d.tensors, bindings=self.definition.bindings,
             display=tuple(self.describe()[1:]))
 
@@ -228,6 +231,7 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
     is_bare = len(definitions) == 1 and chosen.text == source.strip() and chosen.span is not None and \
         not any(d.name == chosen.name for d in [catalog.lookup(chosen.name)] if d is not None)
     chosen = chosen if is_bare else _with_params(chosen, params)
+    chosen = logsumexp_reductions(chosen)
     targets = _targets(chosen, wrt)
     try:
         value = stabilize(chosen.body)

@@ -126,4 +126,55 @@ class onehot(Function):  # noqa: N801
         return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, relu, clip, onehot)
+class xlogy(Function):  # noqa: N801
+    """xlogy(x, y) = x log(y), and 0 where x = 0 (so 0 log 0 = 0, the limit of x log x).
+
+    d/dx = log(y), d/dy = x / y.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return log(y) if argindex == 1 else x / y
+
+    def _eval_rewrite_as_log(self, x, y, **kwargs):
+        return x * log(y)
+
+    def _eval_evalf(self, prec):
+        x, y = self.args
+        if x.is_zero or (x.is_number and sympy.Float(x._eval_evalf(prec)) == 0):
+            return sympy.Float(0, precision=prec)
+        return (x * log(y))._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return True if self.args[1].is_nonnegative and self.args[0].is_real else None
+
+    def _latex(self, printer):
+        return r"%s \log\left(%s\right)" % (printer.parenthesize(self.args[0], 50), printer._print(self.args[1]))
+
+
+class root(Function):  # noqa: N801
+    """sqrt(u) for differentiation: root'(u) = 1 / (2 root(u)) for u > 0, and the subgradient 0 at u = 0
+    (as the norm of a zero vector has), never an infinity. `canonical` puts it in place of sqrt."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return sympy.Piecewise((1 / (2 * root(u)), u > 0), (0, True))
+
+    def _eval_rewrite_as_Pow(self, u, **kwargs):
+        return sympy.sqrt(u)
+
+    def _eval_evalf(self, prec):
+        return sympy.sqrt(self.args[0])._eval_evalf(prec)
+
+    def _eval_is_nonnegative(self):
+        return True if self.args[0].is_nonnegative else None
+
+    def _eval_is_real(self):
+        return True if self.args[0].is_nonnegative else None
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, relu, clip, onehot, xlogy, root)

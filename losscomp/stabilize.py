@@ -8,18 +8,28 @@ an equal form that does not. Every rule is an identity (tests check each at high
     log(sigmoid(z))       -> -softplus(-z)
     log(1 - sigmoid(z))   -> -softplus(z)
     1 - sigmoid(z)        -> sigmoid(-z)       (no cancellation when sigmoid(z) is near 1)
+    x * log(x)            -> xlogy(x, x)       (0 at x = 0, for an x whose domain includes 0)
+
+Two more passes work on whole definitions and on printed branches:
+
+    sum(exp(u))           -> exp(logsumexp(u)) (a reduction: log(sum(exp(u))) becomes logsumexp(u),
+                                                exp(z) / sum(exp(z)) becomes exp(z - logsumexp(z)))
+    guard(where(c, a, b)) -> every log, sqrt, power, lgamma in a branch gets its argument replaced by 1
+                             where the branch is not taken (the "double where"), so the branch thrown
+                             away never makes an inf, a NaN or a warning, nor a NaN in autodiff
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import sympy
 from sympy import Wild, exp, log
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import sigmoid, softplus
+from .functions import root, sigmoid, softplus, xlogy
+from .ir import Definition, Reduction
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,28 @@ def _expm1(expr):
     return sympy.Add(expm1(first.args[0]), *rest)
 
 
+def _may_be_zero(u) -> bool:
+    """A symbol whose domain includes 0 (binary, simplex, nonnegative, ...), not one known positive."""
+    return isinstance(u, sympy.Symbol) and u.is_nonnegative is True and u.is_positive is not True
+
+
+def _has_xlogx(expr) -> bool:
+    return isinstance(expr, sympy.Mul) and any(_may_be_zero(u) and expr.has(log(u)) for u in expr.args)
+
+
+def _xlogx(expr):
+    u = next(u for u in expr.args if _may_be_zero(u) and expr.has(log(u)))
+    expanded = sympy.expand_mul(expr)
+    terms = []
+    for term in sympy.Add.make_args(expanded):
+        factors = sympy.Mul.make_args(term)
+        if u in factors and log(u) in factors:
+            rest = [f for f in factors if f not in (u, log(u))]
+            term = sympy.Mul(xlogy(u, u), *rest)
+        terms.append(term)
+    return sympy.Add(*terms)
+
+
 RULES: tuple[Rule, ...] = (
     _pattern("sigmoid-from-exp", 1 / (1 + exp(-_z)), sigmoid(_z)),
     _pattern("softplus-from-log", log(1 + exp(_z)), softplus(_z)),
@@ -77,6 +109,7 @@ RULES: tuple[Rule, ...] = (
     _pattern("log-sigmoid", log(sigmoid(_z)), -softplus(-_z)),
     Rule("log1p", lambda expr: expr.replace(_is_log_one_plus, _log1p)),
     Rule("expm1", lambda expr: expr.replace(_has_exp_minus_one, _expm1)),
+    Rule("xlogx", lambda expr: expr.replace(_has_xlogx, _xlogx)),
 )
 
 
@@ -89,3 +122,74 @@ def stabilize(expr: sympy.Expr, rules: tuple[Rule, ...] = RULES) -> sympy.Expr:
         if expr == before:
             break
     return expr
+
+
+def logsumexp_reductions(definition: Definition) -> Definition:
+    """Replace each reduction sum(exp(u)) by exp(L), L = logsumexp(u): then log(sum(exp(u))) is L and
+    exp(z) / sum(exp(z)) is exp(z - L), shifted by the max, whatever the size of z."""
+    replacement: dict = {}
+    reductions: list[Reduction] = []
+    taken = {r.symbol.name for r in definition.reductions} | set(definition.symbols)
+    for r in definition.reductions:
+        operand = r.operand.xreplace(replacement)
+        if r.kind == "sum" and isinstance(operand, exp):
+            index = 0
+            while f"lse{index}" in taken:
+                index += 1
+            symbol = sympy.Symbol(f"lse{index}", real=True)
+            taken.add(symbol.name)
+            reductions.append(Reduction(symbol, "logsumexp", operand.args[0], r.axis))
+            replacement[r.symbol] = exp(symbol)
+        else:
+            reductions.append(Reduction(r.symbol, r.kind, operand, r.axis))
+    if not replacement:
+        return definition
+    return replace(definition, body=definition.body.xreplace(replacement), reductions=tuple(reductions))
+
+
+_SAFE_ARGUMENT = {
+    log: lambda a: a.is_positive,
+    sympy.loggamma: lambda a: a.is_positive,
+    log1p: lambda a: (a + 1).is_positive,
+    root: lambda a: a.is_nonnegative,
+}
+
+
+def _unsafe(node) -> sympy.Expr | None:
+    """The argument of a function that may be undefined (log, sqrt, 1/x, lgamma, ...), if not provably safe."""
+    for kind, safe in _SAFE_ARGUMENT.items():
+        if isinstance(node, kind):
+            return None if safe(node.args[0]) else node.args[0]
+    if isinstance(node, sympy.Pow) and not (node.exp.is_Integer and node.exp >= 0):
+        # x^a for a > 0 is defined at x >= 0; a negative power needs x > 0
+        safe = node.base.is_nonnegative if node.exp.is_positive else node.base.is_positive
+        return None if safe else node.base
+    return None
+
+
+def _guard_branch(value: sympy.Expr, region) -> sympy.Expr:
+    def fix(node):
+        argument = _unsafe(node)
+        if argument is None or not argument.free_symbols:
+            return node
+        guarded = sympy.Piecewise((argument, region), (1, True))
+        if isinstance(node, sympy.Pow):
+            return sympy.Pow(guarded, node.exp, evaluate=False)
+        return node.func(guarded, *node.args[1:])
+
+    return value.replace(lambda n: _unsafe(n) is not None, fix)
+
+
+def guard(expr: sympy.Expr) -> sympy.Expr:
+    """The double where: in each branch of a Piecewise, unsafe arguments become 1 where it is not taken."""
+    def fix(pw):
+        pieces, taken = [], sympy.S.false
+        for value, cond in pw.args:
+            region = sympy.And(cond, sympy.Not(taken)) if taken != sympy.S.false else cond
+            if region == sympy.S.true:
+                region = sympy.Not(taken) if taken != sympy.S.false else sympy.S.true
+            pieces.append((value if region == sympy.S.true else _guard_branch(value, region), cond))
+            taken = sympy.Or(taken, cond)
+        return sympy.Piecewise(*pieces)
+
+    return expr.replace(lambda n: isinstance(n, sympy.Piecewise), fix)

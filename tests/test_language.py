@@ -160,7 +160,11 @@ def to_text(tree, loose: bool) -> str:
             left, right = to_text(a, loose), to_text(b, loose)
             right = right if not isinstance(b, tuple) or b[0] in ("fn", "max") else f"({right})"
             return f"{left} {op} {right}"
-        return f"({to_text(a, loose)} {op} {to_text(b, loose)})"
+        left, right = to_text(a, loose), to_text(b, loose)
+        if loose:  # a loose sum under a product needs its parentheses back
+            left = f"({left})" if isinstance(a, tuple) and a[0] == "bin" and a[1] in "+-" else left
+            right = f"({right})" if isinstance(b, tuple) and b[0] == "bin" and b[1] in "+-" else right
+        return f"({left} {op} {right})"
     if kind == "fn":
         return f"{tree[1]}({to_text(tree[2], loose)})"
     if kind == "neg":

@@ -48,6 +48,7 @@ class ArrayPrinterMixin:
         "sinh": "math.sinh({0})", "cosh": "math.cosh({0})", "abs": "abs({0})", "erf": "math.erf({0})",
         "lgamma": "math.lgamma({0})", "maximum": "max({0}, {1})", "minimum": "min({0}, {1})",
         "relu": "max({0}, 0)", "clip": "min(max({0}, {1}), {2})", "sign": "(({0} > 0) - ({0} < 0))",
+        "xlogy": "(0.0 if {0} == 0 else {0}*math.log({1}))",
         "sigmoid": "(1/(1 + math.exp(-({0}))))", "softplus": "(max({0}, 0) + math.log1p(math.exp(-abs({0}))))",
     }
 
@@ -93,6 +94,12 @@ class ArrayPrinterMixin:
     _print_erf, _print_loggamma = _fn("erf"), _fn("lgamma")
     _print_sigmoid, _print_softplus, _print_relu, _print_clip = _fn("sigmoid"), _fn("softplus"), _fn("relu"), _fn("clip")
     del _fn
+
+    def _print_root(self, expr):
+        return self._call("sqrt", expr.args[0])
+
+    def _print_xlogy(self, expr):
+        return self._call("xlogy", *expr.args)
 
     def _print_onehot(self, expr):
         # index labels against the class axis of the reference (the target scores)

@@ -16,12 +16,18 @@ class NumPyLossPrinter(ArrayPrinterMixin, NumPyPrinter):
         "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})", "sign": "{m}.sign({0})",
         "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
         "relu": "{m}.maximum({0}, 0)", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "sigmoid": "_sigmoid({0})", "softplus": "_softplus({0})",
+        "xlogy": "_xlogy({0}, {1})", "sigmoid": "_sigmoid({0})", "softplus": "_softplus({0})",
         "erf": "_erf({0})", "lgamma": "_lgamma({0})", "digamma": "_digamma({0})",
     }
 
 
 HELPERS = {
+    "_xlogy": '''
+def _xlogy(x, y):
+    """x log(y), and 0 where x = 0 (0 log 0 = 0); y is replaced by 1 there, so log never sees 0."""
+    zero = x == 0
+    return np.where(zero, 0, x * np.log(np.where(zero, 1, y)))
+''',
     "_onehot": '''
 def _onehot(y, scores):
     """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes)."""

@@ -20,7 +20,7 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
         "tanh": "{m}.tanh({0})", "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})",
         "sign": "{m}.sign({0})", "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
         "relu": "{m}.nn.relu({0})", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
+        "xlogy": "{m}.math.xlogy({0}, {1})", "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
         "erf": "{m}.math.erf({0})", "lgamma": "{m}.math.lgamma({0})", "digamma": "{m}.math.digamma({0})",
     }
     LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}

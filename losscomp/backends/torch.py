@@ -18,7 +18,7 @@ class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
         "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})", "sign": "{m}.sign({0})",
         "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
         "relu": "{m}.relu({0})", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
+        "xlogy": "{m}.xlogy({0}, {1})", "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
         "erf": "{m}.erf({0})", "lgamma": "{m}.lgamma({0})", "digamma": "{m}.digamma({0})",
     }
 
