@@ -41,6 +41,7 @@ class CompiledLoss:
     definition: Definition
     derivation: Derivation
     reduction: str
+    rewrites: bool = True  # False: print the derivatives as derived, without the stable rewrites
 
     @property
     def name(self) -> str:
@@ -134,7 +135,7 @@ class CompiledLoss:
         d = self.derivation
 
         def printable(expr: sympy.Expr) -> sympy.Expr:
-            return guard(stabilize(expr))
+            return guard(stabilize(expr)) if self.rewrites else expr
 
         def stable(program: Program) -> Program:
             return Program(tuple(replace(step, expr=printable(step.expr)) for step in program.steps),
@@ -208,12 +209,14 @@ def _targets(definition: Definition, wrt: str | Sequence[str] | None) -> tuple[s
 
 
 def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | None = None,
-            reduction: str = "mean", params: Mapping[str, float] | None = None) -> CompiledLoss:
+            reduction: str = "mean", params: Mapping[str, float] | None = None, *,
+            rewrites: bool = True) -> CompiledLoss:
     """Compile loss-language text (or a catalog name) into a `CompiledLoss`.
 
     `name` picks a definition (default: the last one; for a bare expression, its name). `wrt` names
     the target(s) (default: the definition's `wrt` clause, else its second argument). `params` sets
     parameter defaults (for a bare expression it also says which free names are parameters).
+    `rewrites=False` skips the stable rewrites of `losscomp.stabilize` (to measure what they buy).
     """
     if reduction not in REDUCTIONS:
         raise LossOptionError(f"unknown reduction '{reduction}'{did_you_mean(str(reduction), REDUCTIONS)}; "
@@ -231,11 +234,12 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
     is_bare = len(definitions) == 1 and chosen.text == source.strip() and chosen.span is not None and \
         not any(d.name == chosen.name for d in [catalog.lookup(chosen.name)] if d is not None)
     chosen = chosen if is_bare else _with_params(chosen, params)
-    chosen = logsumexp_reductions(chosen)
+    if rewrites:
+        chosen = logsumexp_reductions(chosen)
     targets = _targets(chosen, wrt)
     try:
-        value = stabilize(chosen.body)
+        value = stabilize(chosen.body) if rewrites else chosen.body
         derivation = derive(chosen, value, targets)
     except LossError as error:
         raise error.with_source(chosen.text)
-    return CompiledLoss(chosen, derivation, reduction)
+    return CompiledLoss(chosen, derivation, reduction, rewrites)
