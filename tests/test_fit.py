@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,15 @@ def _design(rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([np.ones(N), rng.normal(size=(N, D - 1))])
 
 
+@pytest.fixture
+def one_blas_thread():
+    """One BLAS thread for the 10^5 x 50 fits: OpenBLAS's threads spin-wait for each other, which
+    makes these tests many times slower on a machine whose cores are busy with other work."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def logistic_data():
     rng = _rng(20260601)
@@ -58,7 +68,7 @@ def poisson_data():
     return X, counts
 
 
-def test_logistic_regression_matches_maximum_likelihood(logistic_data):
+def test_logistic_regression_matches_maximum_likelihood(logistic_data, one_blas_thread):
     linear_model = pytest.importorskip("sklearn.linear_model")
     X, y = logistic_data
     result = fit_linear("bce_logits", X, y, method="newton", tol=1e-8)
@@ -71,7 +81,7 @@ def test_logistic_regression_matches_maximum_likelihood(logistic_data):
     assert np.max(np.abs(result.w - reference)) <= 1e-6
 
 
-def test_poisson_regression_matches_maximum_likelihood(poisson_data):
+def test_poisson_regression_matches_maximum_likelihood(poisson_data, one_blas_thread):
     statsmodels = pytest.importorskip("statsmodels.api")
     X, counts = poisson_data
     result = fit_linear("poisson_nll", X, counts, method="newton", tol=1e-8)
@@ -425,8 +435,9 @@ def test_bad_losses_and_shapes():
 
 def test_example_runs(tmp_path):
     pytest.importorskip("matplotlib")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}   # see one_blas_thread
     run = subprocess.run([sys.executable, str(ROOT / "examples" / "newton_vs_gd.py"), "--quick",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "newton_vs_gd.png").stat().st_size > 10_000
     assert "logistic regression" in run.stdout and "newton" in run.stdout
