@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import sys
 import time
 import types
@@ -125,8 +126,9 @@ class FitResult:
 
     def __repr__(self) -> str:
         state = "converged" if self.converged else "not converged"
+        iterations = "iteration" if self.n_iter == 1 else "iterations"
         return (f"FitResult({self.loss_name}, method={self.method!r}, {state} after {self.n_iter} "
-                f"iterations: loss={self.loss:.10g}, grad_norm={self.grad_norm:.3g}, d={self.w.size})")
+                f"{iterations}: loss={self.loss:.10g}, grad_norm={self.grad_norm:.3g}, d={self.w.size})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,8 +505,12 @@ def _array(value: Any, what: str) -> np.ndarray:
     return array
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _nonnegative(value: float, what: str) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
         raise LossOptionError(f"{what} must be a finite number >= 0, not {value!r}")
     return float(value)
 
@@ -543,17 +549,17 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
     name = compiled.name
     l1 = _nonnegative(l1, "l1")
     l2 = _nonnegative(l2, "l2")
-    if not (isinstance(tol, (int, float)) and tol > 0):
+    if not (_is_real(tol) and tol > 0):
         raise LossOptionError(f"tol must be a number > 0, not {tol!r}")
     if max_iter is None:
         max_iter = 100 if method == "newton" else 10_000
-    if not (isinstance(max_iter, int) and max_iter >= 0):
+    if not (isinstance(max_iter, numbers.Integral) and not isinstance(max_iter, bool) and max_iter >= 0):
         raise LossOptionError(f"max_iter must be an integer >= 0, not {max_iter!r}")
     if step_size is not None:
         if method != "gd":
             raise LossOptionError("step_size is the fixed step of method='gd'; Newton's step comes from "
                                   "its line search")
-        if not (isinstance(step_size, (int, float)) and math.isfinite(step_size) and step_size > 0):
+        if not (_is_real(step_size) and math.isfinite(step_size) and step_size > 0):
             raise LossOptionError(f"step_size must be a finite number > 0, not {step_size!r}")
 
     prepared = _prepare(compiled)
@@ -610,7 +616,7 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
         if key not in known:
             raise LossNameError(f"'{name}' has no parameter '{key}'{did_you_mean(key, known)} "
                                 f"(its parameters: {', '.join(known) or 'none'})")
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _is_real(value) or not math.isfinite(value):
             raise LossOptionError(f"parameter '{key}' must be a finite number, not {value!r}")
 
     w = np.zeros(d) if w0 is None else _array(w0, "w0").copy()
