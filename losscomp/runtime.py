@@ -1,10 +1,12 @@
 """Emitted source -> a live module, under a synthetic file name registered in `linecache`, so that
-tracebacks and `inspect.getsource` show the generated code."""
+tracebacks and `inspect.getsource` show the generated code, and registered in `sys.modules`, so that
+tools which look a class up by its module (torch.compile, pickle) find it."""
 
 from __future__ import annotations
 
 import hashlib
 import linecache
+import sys
 import types
 
 
@@ -15,6 +17,7 @@ def load(source: str, name: str) -> types.ModuleType:
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     module = types.ModuleType(f"losscomp_generated_{name}_{digest}")
     module.__file__ = filename
+    sys.modules[module.__name__] = module
     code = compile(source, filename, "exec")
     exec(code, module.__dict__)  # safe: runs only code that losscomp.emit generated, never user text
     return module
