@@ -232,7 +232,7 @@ class Binding:
         self.fn = fn
         self.arguments = tuple(arguments)
         try:
-            signature = inspect.signature(fn)
+            signature = inspect.signature(_signature_source(fn))
         except (TypeError, ValueError):
             signature = None
         names, positional, required, var_positional = set(), [], 0, False
@@ -276,12 +276,20 @@ class Binding:
     def text(self) -> str:
         """How the call is made, e.g. `fn(y_pred=<y>, y_true=<y_pred>)`."""
         if self.by_name:
-            parts = [f"{a}=<{a}>" for a in self.arguments]
+            parts = list(self.arguments)
         else:
             names = self.parameter_names or [f"#{i}" for i in range(len(self.arguments))]
             parts = [f"{n}=<{a}>" if n != a else n for n, a in zip(names, self.arguments)]
         parts += [f"{k}={v!r}" for k, v in self.keywords.items()]
         return f"{describe(self.fn)}({', '.join(parts)})"
+
+
+def _signature_source(fn):
+    """What to read the parameters from: a torch Module's forward, a Keras Loss's call signature."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(fn, torch.nn.Module):
+        return fn.forward
+    return fn
 
 
 def describe(fn) -> str:

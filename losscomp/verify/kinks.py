@@ -35,7 +35,8 @@ class Feature:
 
     expr: sympy.Expr
     text: str
-    argument: str | None = None  # set when the feature is one argument itself
+    argument: str | None = None   # set when the feature is one argument itself
+    lever: tuple[str, float] | None = None  # (argument, c): the feature is c * argument + the rest
 
 
 def _key(expr: sympy.Expr) -> sympy.Expr:
@@ -108,17 +109,32 @@ def features(loss) -> tuple[Feature, ...]:
     for i, a in enumerate(args):
         for b in args[i + 1:]:
             candidates.append(Feature(a.symbol - b.symbol, f"{a.name} - {b.name}"))
+    targets = set(loss.targets)
+    ordered = sorted(args, key=lambda a: a.name not in targets)
     seen, out = set(), []
     for f in candidates:
         k = _key(f.expr)
         if k not in seen and not k.is_number:
             seen.add(k)
-            out.append(f)
+            out.append(Feature(f.expr, f.text, f.argument, _lever(f.expr, ordered)))
     return tuple(out)
 
 
-def at_kinks(loss, inputs: Mapping[str, np.ndarray], model: Model | None = None) -> np.ndarray:
-    """A boolean array (the loss's context shape): True on (within rounding of) a kink."""
+def _lever(expr: sympy.Expr, arguments) -> tuple[str, float] | None:
+    """An argument the feature moves with linearly (feature = c * argument + rest), targets first."""
+    for a in arguments:
+        if a.symbol not in expr.free_symbols:
+            continue
+        c = sympy.diff(expr, a.symbol)
+        if c.is_number and c != 0:
+            return a.name, float(c)
+    return None
+
+
+def at_kinks(loss, inputs: Mapping[str, np.ndarray], model: Model | None = None,
+             rtol: float = KINK_RTOL) -> np.ndarray:
+    """A boolean array (the loss's context shape): True within `rtol` (relative) of a kink; the
+    default is rounding error, a larger one marks the points a difference stencil would straddle."""
     model = model or Model(loss.definition, _parameters(loss))
     shape = model.context_shape(inputs)
     scale = np.ones(shape)
@@ -134,7 +150,7 @@ def at_kinks(loss, inputs: Mapping[str, np.ndarray], model: Model | None = None)
                 value = np.asarray(model.evaluate(g, inputs, kit, env), dtype=float)
             except (UnknownSymbol, NotImplementedError):
                 continue
-            mask |= np.abs(np.broadcast_to(value, shape)) <= KINK_RTOL * scale
+            mask |= np.abs(np.broadcast_to(value, shape)) <= rtol * scale
     return mask
 
 

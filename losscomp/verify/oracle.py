@@ -6,7 +6,8 @@
     hessian       likewise: the diagonal d2/dt_i dt_j per element, or blocks (batch, d, d) per sample
     differences   central differences at 50 digits, whatever the loss: an independent check of `derive`
 
-A step h = 1e-18 (first derivatives) or 1e-12 (second) at 50 digits leaves an error near 1e-30; a
+A step h = 1e-25 times the distance to the domain's edge (or the row's size), computed with 60 more
+digits than the values need, leaves an error far below float64's; a
 difference taken across a kink is not a derivative, so callers skip the points `kinks.at_kinks` marks.
 """
 
@@ -20,8 +21,18 @@ import numpy as np
 from .evaluate import Model, MpKit
 
 DIGITS = 50
-STEP_1 = mpmath.mpf("1e-18")
-STEP_2 = mpmath.mpf("1e-12")
+STEP_1 = mpmath.mpf("1e-25")
+STEP_2 = mpmath.mpf("1e-25")
+GUARD = 60          # extra digits for differences: the step's 25 digits, twice, and a margin
+
+
+def step_scale(x: np.ndarray, domain: str) -> np.ndarray:
+    """How far x is from the edge of its domain: |x| (1 at 0) for real and positive values,
+    min(x, 1 - x) for probabilities; a difference step is a small multiple of it."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    if domain == "unit":
+        return np.minimum(x, 1 - x)
+    return np.where(x > 0, x, 1.0)
 
 
 class Oracle:
@@ -34,6 +45,7 @@ class Oracle:
         self.elementwise = getattr(loss.derivation, "elementwise", True)
         self.targets = tuple(loss.targets)
         self.kit = MpKit()
+        self.domains = {a.name: a.domain for a in loss.definition.arguments}
 
     # -- values --------------------------------------------------------------------------------------
     def _values(self, inputs: Mapping[str, np.ndarray], kit_inputs: dict | None = None):
@@ -73,6 +85,20 @@ class Oracle:
                 return self._to_target(h, inputs, first)
         return self.second_differences(inputs, first, second)
 
+    def expression_differences(self, expr, inputs: Mapping[str, np.ndarray], by: str) -> np.ndarray:
+        """Central differences at 50 digits of an elementwise expression (a gradient) by one argument."""
+        x = np.asarray(inputs[by], dtype=np.float64)
+        symbol = next(a.symbol for a in self.model.arguments if a.name == by)
+        with mpmath.workdps(self._digits_for(inputs, by)):
+            base = self.kit.array(x)
+            h = self._steps(x, STEP_1, by)
+            values = []
+            for sign in (1, -1):
+                env = self.model.environment(inputs, self.kit)
+                env[symbol] = base + sign * h
+                values.append(np.asarray(self.model.evaluate(expr, inputs, self.kit, env), dtype=object))
+            return self._to_target((values[0] - values[1]) / (2 * h), inputs, by)
+
     def _to_target(self, values, inputs, target) -> np.ndarray:
         shape = np.shape(inputs[target])
         full = np.broadcast_to(np.asarray(values, dtype=object), self.model.context_shape(inputs))
@@ -102,9 +128,37 @@ class Oracle:
             masks.append(m)
         return masks
 
-    def _steps(self, x: np.ndarray, size) -> np.ndarray:
-        """A relative step per position (absolute at 0), so that 1e-20 is not stepped across 0."""
-        return np.array([size * (abs(mpmath.mpf(v)) if v != 0 else 1) for v in x.reshape(-1).tolist()],
+    def _digits_for(self, inputs, *names) -> int:
+        """Digits for differences: a step of 1e-25 of the smallest distance must still move a value
+        of the size of the largest input, twice over for second differences."""
+        smallest, largest = 1.0, 1.0
+        for name in names:
+            x = np.asarray(inputs[name], np.float64)
+            d = self._scale(x, name)
+            d = d[d > 0]
+            if d.size:
+                smallest = min(smallest, float(d.min()))
+        for a in self.model.arguments:
+            x = np.abs(np.asarray(inputs[a.name], np.float64))
+            if x.size:
+                largest = max(largest, float(x.max()))
+        return self.digits + GUARD + int(max(0.0, -np.log10(smallest))) + 2 * int(np.log10(largest))
+
+    def _scale(self, x: np.ndarray, name: str) -> np.ndarray:
+        """The distance a step is a fraction of: to the domain's edge, and for a per-sample loss (whose
+        entries meet in sums) no smaller than the row's largest entry unless the domain says so."""
+        domain = self.domains[name]
+        distance = step_scale(x, domain)
+        if self.elementwise or x.ndim < 2:
+            return distance
+        row = np.maximum(np.abs(x).reshape(x.shape[0], -1).max(axis=1), 1.0).reshape((-1,) + (1,) * (x.ndim - 1))
+        if domain in ("real",):
+            return np.broadcast_to(row, x.shape).astype(np.float64)
+        return np.minimum(distance, row)
+
+    def _steps(self, x: np.ndarray, size, name: str) -> np.ndarray:
+        distance = self._scale(x, name)
+        return np.array([size * mpmath.mpf(d) for d in distance.reshape(-1).tolist()],
                         dtype=object).reshape(x.shape)
 
     def differences(self, inputs: Mapping[str, np.ndarray], target: str) -> np.ndarray:
@@ -112,9 +166,9 @@ class Oracle:
         x = np.asarray(inputs[target], dtype=np.float64)
         symbol = next(a.symbol for a in self.model.arguments if a.name == target)
         out = np.empty(x.shape, dtype=object)
-        with mpmath.workdps(self.digits):
+        with mpmath.workdps(self._digits_for(inputs, target)):
             base = self.kit.array(x)
-            h = self._steps(x, STEP_1)
+            h = self._steps(x, STEP_1, target)
             zero = mpmath.mpf(0)
             for mask in self._columns(inputs, target):
                 plus = self._values(inputs, {symbol: base + np.where(mask, h, zero)})
@@ -141,10 +195,10 @@ class Oracle:
         batch, width = x.shape
         symbols = {a.name: a.symbol for a in self.model.arguments}
         out = np.empty((batch, width, width), dtype=object)
-        with mpmath.workdps(self.digits):
-            x2 = np.asarray(inputs[second], dtype=np.float64)
+        x2 = np.asarray(inputs[second], dtype=np.float64)
+        with mpmath.workdps(self._digits_for(inputs, first, second)):
             b1, b2 = self.kit.array(x), self.kit.array(x2)
-            h1, h2 = self._steps(x, STEP_2), self._steps(x2, STEP_2)
+            h1, h2 = self._steps(x, STEP_2, first), self._steps(x2, STEP_2, second)
             for j in range(width):
                 for k in range(width):
                     total = 0

@@ -44,7 +44,12 @@ class Clause:
 
     @property
     def text(self) -> str:
-        inner = " or ".join(a.text for a in self.atoms)
+        atoms = self.atoms
+        if len(atoms) == 2 and atoms[0].feature == atoms[1].feature and atoms[1].threshold > 0 and \
+                math.isclose(-atoms[0].threshold, atoms[1].threshold, rel_tol=1e-3):
+            inner = f"abs({atoms[1].feature.text}) {atoms[1].op} {fmt(atoms[1].threshold, 6)}"
+        else:
+            inner = " or ".join(a.text for a in atoms)
         if not self.cell:
             return inner
         if not self.atoms:
@@ -191,11 +196,15 @@ def refine(region: Region, units: np.ndarray, bad: np.ndarray, table: FeatureTab
 
 
 def _refine_atom(atom: Atom, clause: Clause, units, bad, table, probe, rounds, points) -> Atom:
-    name = atom.feature.argument
+    lever = atom.feature.lever
     lo, hi = atom.bracket
-    if name is None or not (lo < hi):
+    if lever is None or not (lo < hi):
         return atom
+    name, c = lever
     values = dict((f.text, v) for f, v in table.features)[atom.feature.text]
+    arguments = dict((f.argument, v) for f, v in table.features if f.argument)
+    if name not in arguments:
+        return atom
     cell = dict(table.cells).get(clause.cell, np.ones_like(bad)) if clause.cell else np.ones_like(bad)
     side = bad & cell & ((values <= lo) if atom.op.startswith("<") else (values >= hi))
     candidates = np.flatnonzero(side)
@@ -207,8 +216,10 @@ def _refine_atom(atom: Atom, clause: Clause, units, bad, table, probe, rounds, p
             grid = np.geomspace(lo, hi, points)
         else:
             grid = np.linspace(lo, hi, points)
+        # move the argument so that the feature takes the grid values at this unit
+        moved = arguments[name][unit] + (grid - values[unit]) / c
         try:
-            wrong = np.asarray(probe(name, grid, unit), dtype=bool)
+            wrong = np.asarray(probe(name, moved, unit), dtype=bool)
         except Exception:  # noqa: BLE001 - narrowing is a refinement; keep the bracket we have
             return atom
         if atom.op.startswith("<"):

@@ -56,7 +56,11 @@ def fmt(x: Any, digits: int = 4) -> str:
     if v == 0:
         return "0"
     if 0.999 < v < 1 and 1 - v < 1e-4:
-        return f"1 - {1 - v:.{max(digits - 2, 1)}g}"
+        d = 1 - v
+        for k in range(1, digits + 1):
+            if 1 - float(f"{d:.{k}g}") == v:
+                return f"1 - {d:.{k}g}"
+        return f"1 - {d:.{digits}g}"
     return f"{v:.{digits}g}"
 
 
@@ -213,7 +217,7 @@ class Report:
 
 def _comparison_lines(c: Comparison) -> list[str]:
     head = f"  {c.name}: {c.verdict.replace('_', ' ')}"
-    counts = [f"{c.points:,} points"]
+    counts = [f"{c.points:,} point{'s' if c.points != 1 else ''}"]
     if c.mismatches:
         counts.append(f"{c.mismatches:,} differ")
     if c.kink_points:

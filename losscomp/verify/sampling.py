@@ -148,16 +148,16 @@ def unit_of(loss) -> str:
     return "batch" if any(r.axis == "all" for r in reductions) else "sample"
 
 
-def _edge_points(domains: dict[str, str], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _edge_points(domains: dict[str, str], rng: np.random.Generator, limit: int = EDGE_LIMIT) -> dict[str, np.ndarray]:
     names = [n for n, d in domains.items() if d not in ROW_DOMAINS]
     if not names:
         return {}
     lists = [EDGES[domains[n]] for n in names]
     total = int(np.prod([len(values) for values in lists]))
-    if total <= EDGE_LIMIT:
+    if total <= limit:
         combos = np.array(list(itertools.product(*lists)), dtype=np.float64).reshape(total, len(names))
     else:
-        combos = np.stack([rng.choice(np.asarray(values), size=EDGE_LIMIT) for values in lists], axis=1)
+        combos = np.stack([rng.choice(np.asarray(values), size=limit) for values in lists], axis=1)
     return {n: combos[:, i] for i, n in enumerate(names)}
 
 
@@ -173,8 +173,9 @@ def _bulk_columns(domains: dict[str, str], n: int, rng: np.random.Generator) -> 
 
 
 def sample(loss, n: int = 20_000, seed: int = 0, *, width: int = 4, edges: bool = True,
-           kink_points: bool = True) -> Sample:
-    """About `n` elements of inputs for `loss` (a CompiledLoss): kink, edge and bulk points."""
+           kink_points: bool = True, edge_limit: int = EDGE_LIMIT) -> Sample:
+    """About `n` elements of inputs for `loss` (a CompiledLoss): kink, edge and bulk points (all
+    combinations of the arguments' edge values, or `edge_limit` random ones of them)."""
     rng = np.random.default_rng(seed)
     domains = {a.name: a.domain for a in loss.definition.arguments}
     parameters = {p.name: float(p.default) for p in loss.definition.parameters}
@@ -185,7 +186,7 @@ def sample(loss, n: int = 20_000, seed: int = 0, *, width: int = 4, edges: bool 
     if kink_points:
         parts.append((2, {k: v for k, v in kinks.kink_points(loss, rng).items() if domains[k] not in ROW_DOMAINS}))
     if edges:
-        parts.append((1, _edge_points(domains, rng)))
+        parts.append((1, _edge_points(domains, rng, edge_limit)))
     elementwise = [name for name, d in domains.items() if d not in ROW_DOMAINS]
     counted = sum(len(next(iter(p.values()))) for _, p in parts if p and elementwise)
     if unit == "element":

@@ -1,0 +1,430 @@
+"""Comparing a function's results with the reference, point by point, and saying how they differ.
+
+The verdict:
+  agrees               every point within tolerance;
+  agrees_except_kinks  the only differences lie on kinks (a subgradient convention, not a bug);
+  differs              anything else, with a diagnosis when one fits.
+
+The diagnosis tries the simplest explanations first, each on the points off the kinks where both
+sides are finite: a global transform of the reference (the sign, a constant factor, a constant
+offset), then the arguments swapped, then local ones: inf or NaN where the true value is finite
+(unstable), a result held constant or cut to zero past a threshold (clipped_gradient), and otherwise
+the region where it differs (wrong_region). Shapes that show a reduction over the wrong axis are
+found before any of this, by `check`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Mapping
+
+import numpy as np
+
+from . import regions
+from .report import Comparison, Diagnosis, Point, fmt
+from .sampling import ORIGINS
+
+EXPLAINED = 0.95      # a global transform must explain this share of the points off the kinks
+WORST = 5             # rows in the table of worst points
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float       # relative to the typical size of the expected values
+
+    def to_dict(self) -> dict:
+        return {"rtol": self.rtol, "atol": self.atol}
+
+
+def typical(ref: np.ndarray) -> float:
+    """The typical size of the expected values: the 75th percentile of the finite nonzero |ref|."""
+    a = np.abs(ref[np.isfinite(ref)])
+    a = a[a > 0]
+    return float(np.percentile(a, 75)) if a.size else 1.0
+
+
+def close(got: np.ndarray, ref: np.ndarray, tol: Tolerance, scale: float) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        ok = np.abs(got - ref) <= tol.atol * scale + tol.rtol * np.abs(ref)
+        ok |= (got == ref)   # equal infinities
+    return ok
+
+
+@dataclass
+class Evidence:
+    """What one comparison knows: results, masks, and how to evaluate more points."""
+
+    name: str
+    got: np.ndarray
+    ref: np.ndarray
+    kink: np.ndarray
+    excluded: np.ndarray
+    units: np.ndarray | None = None                         # unit of each position (flattened)
+    # (columns of K units) -> (got, ref), each with one leading entry per unit
+    evaluate_units: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None
+    # (pair of argument names) -> got with those two arguments exchanged
+    evaluate_swapped: Callable[[tuple[str, str]], np.ndarray] | None = None
+    target: str | None = None                               # the argument a gradient is taken by
+    alternatives: Callable[[], dict[str, np.ndarray]] | None = None   # other gradients, for sign flips
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What every comparison of one check shares."""
+
+    tolerance: Tolerance
+    table: regions.FeatureTable | None
+    columns: Mapping[str, np.ndarray]       # the sample's columns, one entry per unit
+    origin: np.ndarray
+    arguments: tuple[str, ...]
+    targets: tuple[str, ...]
+    counts: dict[str, int]                  # N (values reduced), B (batch), D (width)
+    swappable: tuple[tuple[str, str], ...] = ()
+
+
+# -- the verdict ----------------------------------------------------------------------------------
+
+def judge(ev: Evidence, ctx: Context) -> Comparison:
+    got = np.asarray(ev.got, dtype=np.float64).reshape(-1)
+    ref = np.asarray(ev.ref, dtype=np.float64).reshape(-1)
+    kink = np.broadcast_to(ev.kink, np.shape(ev.got)).reshape(-1)
+    excluded = np.broadcast_to(ev.excluded, np.shape(ev.got)).reshape(-1)
+    scale = typical(ref[~excluded])
+    tol = ctx.tolerance
+    ok = close(got, ref, tol, scale) | excluded
+    bad = ~ok
+    with np.errstate(all="ignore"):
+        abs_err = np.abs(got - ref)
+        rel_err = abs_err / np.maximum(np.abs(ref), scale * 1e-12 + 1e-300)
+    abs_err[ok & ~np.isfinite(abs_err)] = 0
+    rel_err[ok & ~np.isfinite(rel_err)] = 0
+    counted = ~excluded & ~kink
+    comparison = Comparison(
+        name=ev.name, verdict="agrees", points=int(got.size), mismatches=int((bad & ~kink).sum()),
+        kink_points=int(kink.sum()), kink_mismatches=int((bad & kink).sum()), excluded=int(excluded.sum()),
+        max_abs_error=_max(abs_err[counted]), max_rel_error=_max(rel_err[counted]), notes=list(ev.notes))
+    comparison.worst = _worst(ev, ctx, got, ref, abs_err, rel_err, bad, kink)
+    if not bad.any():
+        return comparison
+    if not (bad & ~kink).any() and np.isfinite(got[bad]).all():
+        comparison.verdict = "agrees_except_kinks"
+        return comparison
+    comparison.verdict = "differs"
+    comparison.diagnosis = _diagnose(ev, ctx, got, ref, kink, excluded, bad, scale)
+    return comparison
+
+
+def _max(a: np.ndarray) -> float:
+    return float(np.max(a)) if a.size else 0.0
+
+
+def _worst(ev, ctx, got, ref, abs_err, rel_err, bad, kink) -> list[Point]:
+    order = np.lexsort((-np.nan_to_num(rel_err, nan=np.inf, posinf=np.inf), ~bad))
+    if bad.any():
+        order = order[:int(bad.sum())]
+    points = []
+    for p in order[:WORST]:
+        unit = int(ev.units[p]) if ev.units is not None else None
+        inputs = {name: _value(ctx.columns[name][unit]) for name in ctx.arguments} if unit is not None else {}
+        origin = ORIGINS[int(ctx.origin[unit])] if unit is not None else ""
+        points.append(Point(inputs, float(got[p]), float(ref[p]), float(abs_err[p]), float(rel_err[p]),
+                            bool(kink[p]), origin))
+    return points
+
+
+def _value(x):
+    x = np.asarray(x)
+    return float(x) if x.ndim == 0 else x.tolist()
+
+
+# -- diagnosis ------------------------------------------------------------------------------------
+
+def _diagnose(ev: Evidence, ctx: Context, got, ref, kink, excluded, bad, scale) -> list[Diagnosis]:
+    tol = ctx.tolerance
+    finite_got, finite_ref = np.isfinite(got), np.isfinite(ref)
+    unstable = ~excluded & ~finite_got & finite_ref
+    core = ~excluded & ~kink & finite_got & finite_ref
+    out: list[Diagnosis] = []
+    transform = _global_transform(got, ref, core, tol, scale, ctx, ev) if core.sum() >= 4 else None
+    residual = core & bad
+    if transform is not None:
+        diagnoses, expected = transform
+        out += diagnoses
+        residual = core & ~close(got, expected, tol, scale)
+    else:
+        swapped = _swapped(ev, ctx, got, ref, core, ~excluded & ~kink, tol, scale)
+        if swapped is not None:
+            return [swapped]
+    if unstable.any():
+        out.append(_unstable(ev, ctx, got, ref, unstable, ~excluded & finite_ref))
+    if residual.any():
+        expected = ref if transform is None else transform[1]
+        local = _local(ev, ctx, got, expected, residual, core, scale)
+        if local is not None:
+            out.append(local)
+    return out
+
+
+def _support(ref, core, scale):
+    return core & (np.abs(ref) > scale * 1e-3)
+
+
+def _global_transform(got, ref, core, tol, scale, ctx, ev):
+    """sign / factor / offset that make the reference match most points, or None."""
+    identity = close(got, ref, tol, scale)[core].mean()
+    if identity >= EXPLAINED:
+        return None
+    candidates = []
+    support = _support(ref, core, scale)
+    if support.sum() >= 4:
+        c = float(np.median(got[support] / ref[support]))
+        if np.isfinite(c) and c != 0 and abs(c - 1) > 1e-9:
+            expected = c * ref
+            share = close(got, expected, tol, scale)[core].mean()
+            candidates.append((share, "scale", c, expected))
+    k = float(np.median(got[core] - ref[core]))
+    if np.isfinite(k) and abs(k) > tol.atol * scale:
+        expected = ref + k
+        share = close(got, expected, tol, scale)[core].mean()
+        candidates.append((share, "offset", k, expected))
+    candidates = [c for c in candidates if c[0] >= EXPLAINED]
+    if not candidates:
+        return None
+    share, kind, value, expected = max(candidates, key=lambda c: c[0])
+    diagnoses = []
+    if kind == "scale":
+        c = value
+        if c < 0:
+            diagnoses.append(_sign_flip(ev, ctx, got, core, tol, scale, exact=abs(c + 1) < 1e-6))
+        if abs(abs(c) - 1) > 1e-6:
+            name, meaning = name_factor(abs(c), ctx.counts)
+            diagnoses.append(Diagnosis("scale_factor", {"factor": abs(c), "as": name, "meaning": meaning,
+                                                        "explained": share},
+                                       f"off by a constant factor {name}" + (f": {meaning}" if meaning else ""),
+                                       ev.name))
+    else:
+        name = name_offset(value, ctx.counts)
+        diagnoses.append(Diagnosis("constant_offset", {"offset": value, "as": name, "explained": share},
+                                   f"off by a constant {'+' if value > 0 else '-'}{name.lstrip('-')} "
+                                   "(the same at every point; a constant does not change the gradient)",
+                                   ev.name))
+    return diagnoses, expected
+
+
+def _sign_flip(ev, ctx, got, core, tol, scale, exact: bool) -> Diagnosis:
+    detail: dict = {"factor": -1}
+    message = "the sign is flipped"
+    if ev.alternatives is not None:
+        try:
+            others = ev.alternatives()
+        except Exception:  # noqa: BLE001 - a refinement of the message only
+            others = {}
+        for name, values in others.items():
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            if values.shape == got.shape and close(got, values, tol, scale)[core].mean() >= EXPLAINED:
+                detail["matches"] = f"d loss/d {name}"
+                message += (f": it is the gradient with respect to {name}, not {ev.target} "
+                            f"(d loss/d {ev.target} = -d loss/d {name} here)")
+                break
+    if "matches" not in detail:
+        message += f" (it is -1 times the expected {ev.name})" if exact else ""
+    return Diagnosis("sign_flip", detail, message, ev.name)
+
+
+def _swapped(ev, ctx, got, ref, core, usable, tol, scale) -> Diagnosis | None:
+    """The arguments exchanged make it agree (where it did not agree before)."""
+    if ev.evaluate_swapped is None or not core.any() or close(got, ref, tol, scale)[core].mean() >= EXPLAINED:
+        return None
+    for pair in ctx.swappable:
+        try:
+            swapped = np.asarray(ev.evaluate_swapped(pair), dtype=np.float64).reshape(-1)
+        except Exception:  # noqa: BLE001 - the function rejects swapped inputs: not this diagnosis
+            continue
+        if swapped.shape == ref.shape and close(swapped, ref, tol, scale)[usable].mean() >= 0.999:
+            a, b = pair
+            return Diagnosis("swapped_arguments", {"arguments": list(pair)},
+                             f"agrees when {a} and {b} are exchanged: the function takes them in the "
+                             "other order (or mixes them up inside)", ev.name)
+    return None
+
+
+def _unit_mask(ev: Evidence, positions: np.ndarray, size: int) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[ev.units[positions]] = True
+    return mask
+
+
+def _region(ev, ctx, mask_positions, within_positions, expected=None, refine=True, got=None):
+    """The region of the units holding `mask_positions` among those holding `within_positions`."""
+    if ev.units is None or ctx.table is None:
+        return None
+    size = len(ctx.origin)
+    bad_units = _unit_mask(ev, np.flatnonzero(mask_positions), size)
+    within = _unit_mask(ev, np.flatnonzero(within_positions | mask_positions), size)
+    # a unit counts as good only if none of its positions is bad
+    region = regions.explain(bad_units, within, ctx.table)
+    if region is None or not refine or ev.evaluate_units is None:
+        return region
+    scale = typical(np.asarray(ev.ref, float).reshape(-1))
+
+    def probe(name: str, values: np.ndarray, unit: int) -> np.ndarray:
+        columns = {k: np.repeat(np.asarray(v[unit:unit + 1]), len(values), axis=0) for k, v in ctx.columns.items()}
+        columns[name] = np.asarray(values, dtype=np.float64).reshape((-1,) + columns[name].shape[1:])
+        g, r = ev.evaluate_units(columns)
+        g = np.asarray(g, np.float64).reshape(len(values), -1)
+        r = np.asarray(r, np.float64).reshape(len(values), -1)
+        if expected is not None and expected is not ev.ref:
+            factor = _transform_of(expected, ev.ref)
+            r = factor(r)
+        return ~close(g, r, ctx.tolerance, scale).all(axis=1)
+
+    return regions.refine(region, np.arange(size), bad_units, ctx.table, probe)
+
+
+def _transform_of(expected, ref):
+    """The affine map ref -> expected (a scale or an offset), to apply to new reference values."""
+    e, r = np.asarray(expected, float).reshape(-1), np.asarray(ref, float).reshape(-1)
+    ok = np.isfinite(e) & np.isfinite(r) & (np.abs(r) > 0)
+    if ok.any():
+        c = np.median(e[ok] / r[ok])
+        if np.allclose(e[ok], c * r[ok], rtol=1e-9, atol=0):
+            return lambda x: c * x
+    k = np.median((e - r)[np.isfinite(e - r)]) if np.isfinite(e - r).any() else 0.0
+    return lambda x: x + k
+
+
+def _unstable(ev, ctx, got, ref, unstable, finite_ref) -> Diagnosis:
+    region = _region(ev, ctx, unstable, finite_ref & ~unstable, refine=True)
+    kinds = sorted({"nan" if np.isnan(v) else "inf" for v in got[unstable]})
+    detail = {"count": int(unstable.sum()), "values": kinds}
+    message = f"{' and '.join(kinds)} at {int(unstable.sum()):,} point(s) where the true value is finite"
+    if region is not None:
+        detail["region"] = region.to_dict()
+        message += f", where {region.text}"
+    else:
+        example = np.flatnonzero(unstable)[0]
+        if ev.units is not None:
+            unit = int(ev.units[example])
+            detail["example"] = {n: _value(ctx.columns[n][unit]) for n in ctx.arguments}
+            message += " (e.g. at " + ", ".join(f"{n} = {fmt(v)}" for n, v in detail["example"].items()) + ")"
+    return Diagnosis("unstable", detail, message, ev.name)
+
+
+def _local(ev, ctx, got, expected, residual, core, scale) -> Diagnosis | None:
+    region = _region(ev, ctx, residual, core & ~residual, expected=expected)
+    clipped = _clipped(ev, ctx, got, expected, residual, region, scale)
+    if clipped is not None:
+        how, detail = clipped
+        if region is not None:
+            detail["region"] = region.to_dict()
+        where = f" where {region.text}" if region is not None else ""
+        return Diagnosis("clipped_gradient", detail, how + where, ev.name)
+    if region is not None:
+        return Diagnosis("wrong_region", {"region": region.to_dict(), "count": int(residual.sum())},
+                         f"differs where {region.text} ({int(residual.sum()):,} point(s)), agrees elsewhere",
+                         ev.name)
+    return None
+
+
+def _clipped(ev, ctx, got, expected, residual, region, scale):
+    """Past a threshold the function is cut to zero or held at one value: it saturates."""
+    tol = ctx.tolerance
+    g, e = got[residual], expected[residual]
+    tiny = tol.atol * scale
+    if np.all(np.abs(g) <= tiny) and np.mean(np.abs(e) > tiny) > 0.5:
+        return ("cut to zero (a clip, clamp or threshold stops the gradient)", {"held_at": 0.0})
+    if region is not None:
+        names = regions.single_argument(region) & set(ctx.targets)
+        if len(names) == 1 and ev.evaluate_units is not None and ev.units is not None:
+            name = names.pop()
+            atoms = regions.all_atoms(region)
+            positions = np.flatnonzero(residual)[:64]
+            units = ev.units[positions]
+            values = np.asarray(ctx.columns[name], dtype=np.float64)[units]
+            thresholds = np.array([a.threshold for a in atoms])
+            nearest = thresholds[np.argmin(np.abs(values.reshape(len(units), -1)[:, :1] - thresholds), axis=1)]
+            columns = {k: np.asarray(v)[units] for k, v in ctx.columns.items()}
+            columns[name] = nearest.reshape((-1,) + np.shape(columns[name])[1:]).astype(np.float64)
+            try:
+                g_at, _ = ev.evaluate_units(columns)
+            except Exception:  # noqa: BLE001
+                g_at = None
+            if g_at is not None:
+                g_at = np.asarray(g_at, np.float64).reshape(len(units), -1)[:, 0]
+                if np.mean(close(got[positions], g_at, tol, scale)) >= 0.9:
+                    return (f"{name} is clipped: past the threshold the result stays at its value there",
+                            {"held_at": "the value at the threshold", "argument": name})
+    if region is not None and ev.units is not None and ctx.table is not None:
+        cells = dict(ctx.table.cells)
+        positions = np.flatnonzero(residual)
+        units = ev.units[positions]
+        held, varied = [], False
+        for clause in region.clauses:
+            inside = cells[clause.cell][units] if clause.cell else np.ones(len(units), bool)
+            if not inside.any():
+                continue
+            levels = np.unique(got[positions][inside])
+            if len(levels) != 1:
+                return None
+            held.append(float(levels[0]))
+            varied |= len(np.unique(expected[positions][inside])) > 1
+        if held and varied:
+            return (f"held at {' or '.join(fmt(v) for v in sorted(set(held)))} (clamped)", {"held_at": held})
+    return None
+
+
+# -- naming numbers -------------------------------------------------------------------------------
+
+_FACTOR_WORDS = {
+    "N": "the sum where the mean is expected (N = {n} values)",
+    "1/N": "the mean where the sum is expected (1/N, N = {n} values)",
+    "D": "averaged over the batch only, not over the {n} elements of each sample",
+    "1/D": "averaged over each sample's {n} elements as well",
+    "B": "summed over the batch where it is averaged (B = {n})",
+    "1/B": "divided by the batch size B = {n} once more",
+}
+
+
+def name_factor(c: float, counts: Mapping[str, int]) -> tuple[str, str]:
+    """'2', '1/2', 'N = 20000' ...: the factor in words, and what it usually means."""
+    for key, n in counts.items():
+        for power, label in ((1, key), (-1, f"1/{key}")):
+            for m in (1, 2, 0.5):
+                if n > 1 and math.isclose(c, m * float(n) ** power, rel_tol=1e-6):
+                    prefix = "" if m == 1 else ("2 " if m == 2 else "1/2 ")
+                    meaning = _FACTOR_WORDS.get(label, "").format(n=n)
+                    if m != 1:
+                        meaning = (meaning + ", and " if meaning else "") + f"a factor {prefix.strip()}"
+                    value = m * float(n) ** power
+                    shown = str(int(value)) if value == int(value) else fmt(value)
+                    return f"{prefix}{label} = {shown}", meaning
+    fraction = Fraction(c).limit_denominator(16)
+    if math.isclose(float(fraction), c, rel_tol=1e-6):
+        text = str(fraction)
+        meaning = "a missing or extra 1/2 (d(e^2)/de = 2e)" if fraction in (2, Fraction(1, 2)) else ""
+        return text, meaning
+    return fmt(c, 6), ""
+
+
+_CONSTANTS = {"log(2)": math.log(2), "log(2*pi)/2": 0.5 * math.log(2 * math.pi), "pi": math.pi,
+              "log(2*pi)": math.log(2 * math.pi)}
+
+
+def name_offset(k: float, counts: Mapping[str, int]) -> str:
+    sign = "-" if k < 0 else ""
+    a = abs(k)
+    for name, value in _CONSTANTS.items():
+        for m in (1, 2, 0.5):
+            if math.isclose(a, m * value, rel_tol=1e-6):
+                return sign + (name if m == 1 else f"{fmt(m)}*{name}")
+    for key, n in counts.items():
+        if n > 1 and math.isclose(a, 1 / n, rel_tol=1e-6):
+            return f"{sign}1/{key} = {sign}{fmt(1 / n)}"
+    fraction = Fraction(a).limit_denominator(64)
+    if math.isclose(float(fraction), a, rel_tol=1e-9):
+        return sign + str(fraction)
+    return sign + fmt(a, 6)
