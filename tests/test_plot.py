@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_classification_curves_per_label():
 
 def test_plot_writes_a_png(tmp_path):
     out = plot(["mse", "mae", "huber"], str(tmp_path / "losses.png"), gradient=True)
-    data = open(out, "rb").read()
+    data = Path(out).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
