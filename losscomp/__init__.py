@@ -16,6 +16,7 @@ from .errors import (  # noqa: E402
     LossSyntaxError,
 )
 from .fit import FitResult, NewtonNotApplicableError, fit_linear  # noqa: E402
+from .verify import check  # noqa: E402
 
 __all__ = [
     "BACKENDS",
@@ -30,6 +31,7 @@ __all__ = [
     "LossSyntaxError",
     "NewtonNotApplicableError",
     "__version__",
+    "check",
     "compile",
     "fit_linear",
 ]

@@ -85,6 +85,20 @@ def _cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args) -> int:
+    from .verify.commands import run_verify
+
+    args.params = _params(args.param)
+    return run_verify(args, _read_source(args.source))
+
+
+def _cmd_check(args) -> int:
+    from .verify.commands import run_check
+
+    args.params = _params(args.param)
+    return run_check(args, _read_source(args.against))
+
+
 def _add_source_options(parser: argparse.ArgumentParser, reduction: bool = True) -> None:
     parser.add_argument("source", help="a formula, a catalog name (see 'losscomp list') or a .loss file")
     parser.add_argument("--name", help="which definition of the source (default: the last)")
@@ -118,6 +132,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("list", help="list the built-in losses", description="List the catalog of built-in losses.")
     p.set_defaults(run=_cmd_list)
+
+    p = commands.add_parser("verify", help="check the emitted code against mpmath, differences and autodiff",
+                            description="Evaluate every emitted function against a 50-digit mpmath evaluation of "
+                                        "the SymPy expressions, central differences and each framework's autodiff; "
+                                        "print a table. Exit 1 on any failure.")
+    _add_source_options(p)
+    p.add_argument("--backend", nargs="+", choices=("numpy", "torch", "tensorflow"),
+                   help="backends to verify (default: all three)")
+    p.add_argument("--points", type=int, default=600, help="about how many elements to sample (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(run=_cmd_verify)
+
+    p = commands.add_parser("check", help="check a hand-written loss, gradient or Hessian against a formula",
+                            description="Check MODULE:FUNCTION (a dotted module or a .py path; FUNCTION() calls a "
+                                        "factory; a class is instantiated) against a formula. Exit 0 when it agrees "
+                                        "(also when it differs only on kinks), 1 when it differs, 2 on bad input.")
+    p.add_argument("function", metavar="MODULE:FUNCTION")
+    p.add_argument("--against", required=True, metavar="NAME|FILE|FORMULA",
+                   help="a catalog name, a .loss file or loss-language text")
+    p.add_argument("--kind", choices=("loss", "grad", "hessian"), default="loss")
+    p.add_argument("--framework", choices=("numpy", "torch", "tensorflow"),
+                   help="default: detected from the function")
+    p.add_argument("--name", help="which definition of the source (default: the last)")
+    p.add_argument("--wrt", nargs="+", metavar="ARG", help="the formula's target(s)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of the formula (repeatable)")
+    p.add_argument("--reduction", choices=("mean", "sum"), default="mean",
+                   help="what a scalar loss and the gradient are of (default: mean)")
+    p.add_argument("--points", type=int, default=20_000, help="about how many elements to sample")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(run=_cmd_check)
     return parser
 
 

@@ -107,14 +107,28 @@ class Subject:
 
     def __call__(self, inputs: Mapping[str, np.ndarray], swap=None):
         tensors = {k: self.fw.tensor(v) for k, v in inputs.items()}
-        with frameworks.quiet():
-            out = self.binding.call(tensors, swap)
+        try:
+            with frameworks.quiet():
+                out = self.binding.call(tensors, swap)
+        except CheckInputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the user's code failed: a CheckInputError says so
+            raise self._failure(error, inputs) from error
         return self.fw.to_numpy(out)
 
     def gradients(self, inputs, targets, swap=None):
-        with frameworks.quiet():
-            grads, out = self.fw.gradients(lambda t: self.binding.call(t, swap), inputs, targets)
+        try:
+            with frameworks.quiet():
+                grads, out = self.fw.gradients(lambda t: self.binding.call(t, swap), inputs, targets)
+        except CheckInputError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            raise self._failure(error, inputs) from error
         return grads, self.fw.to_numpy(out)
+
+    def _failure(self, error: Exception, inputs) -> CheckInputError:
+        shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in inputs.items())
+        return CheckInputError(f"calling {self.binding.text()} with {shapes} raised {type(error).__name__}: {error}")
 
 
 def _dtype_of(value) -> str:
@@ -197,9 +211,7 @@ def _first_call(subject: Subject, sample: sampling.Sample, kind: str, fn):
     notes: list[str] = []
     try:
         return subject(sample.inputs()), sample, notes
-    except CheckInputError:
-        raise
-    except Exception as error:  # noqa: BLE001 - the user's code; report it, do not crash
+    except CheckInputError as error:
         first_error = error
     if sample.unit == "element":
         flat = dataclasses.replace(sample, flat=True)
@@ -207,11 +219,9 @@ def _first_call(subject: Subject, sample: sampling.Sample, kind: str, fn):
             out = subject(flat.inputs())
             notes.append("the function rejects 2-D inputs; it was called with 1-D arrays")
             return out, flat, notes
-        except Exception:  # noqa: BLE001
+        except CheckInputError:
             pass
-    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sample.inputs().items())
-    raise CheckInputError(f"calling {subject.binding.text()} with {shapes} raised "
-                          f"{type(first_error).__name__}: {first_error}") from None
+    raise first_error
 
 
 class _Run:
