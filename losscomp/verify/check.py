@@ -413,13 +413,13 @@ class _Run:
             if tuple(n for n in reduced.shape if n != 1) != squeezed:
                 continue
             comparison = judge(self.evidence(label, got.reshape(reduced.shape), reduced, units=None), self.ctx)
-            if comparison.verdict != "differs":
-                comparison.verdict = "differs"
+            comparison.verdict = "differs"
             other = ref.sum(axis=axes) if op != "sum" else ref.mean(axis=axes)
             how = op
             if np.allclose(got.reshape(reduced.shape), other, rtol=1e-6, atol=0, equal_nan=True):
                 how = "sum" if op != "sum" else "mean"
-                comparison.diagnosis = [d for d in comparison.diagnosis if d.code != "scale_factor"]
+            # the axis explains the shape; a factor that comes with it is not a second finding
+            comparison.diagnosis = [d for d in comparison.diagnosis if d.code != "scale_factor"]
             comparison.diagnosis.insert(0, Diagnosis(
                 "wrong_axis", {"axes": list(axes), "shape": list(got.shape), "expected": expected_text,
                                "matches": f"{how} over axis {', '.join(map(str, axes))}"},
