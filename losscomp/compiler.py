@@ -162,13 +162,19 @@ class CompiledLoss:
         return runtime.load(self.emit(key), f"{self.name}_{key}")
 
 
-def _definitions(source: str, name: str | None, params: Mapping[str, float] | None) -> list[Definition]:
+def _definitions(source: str, name: str | None,
+                 params: Mapping[str, float] | None) -> tuple[list[Definition], bool]:
+    """The definitions of a source (or the catalog loss it names), and whether it was a bare expression
+    (whose parameters `params` already declared)."""
+    if not isinstance(source, str):
+        raise LossOptionError(f"a loss source is text or a catalog name, not {type(source).__name__}")
     text = source.strip()
     if text.isidentifier() and catalog.lookup(text) is not None:
-        return [catalog.lookup(text)]
+        return [catalog.lookup(text)], False
     module = parse(source)
+    bare = module.bare is not None
     return lower_module(module, catalog.lookup, bare_name=name or "custom",
-                        parameters=params if module.bare is not None else None)
+                        parameters=params if bare else None), bare
 
 
 def _with_params(definition: Definition, params: Mapping[str, float] | None) -> Definition:
@@ -221,7 +227,7 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
     if reduction not in REDUCTIONS:
         raise LossOptionError(f"unknown reduction '{reduction}'{did_you_mean(str(reduction), REDUCTIONS)}; "
                               f"choose one of {', '.join(REDUCTIONS)}")
-    definitions = _definitions(source, name, params)
+    definitions, bare = _definitions(source, name, params)
     if name is None or (len(definitions) == 1 and definitions[0].name == name):
         chosen = definitions[-1]
     else:
@@ -231,9 +237,7 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
             raise LossNameError(f"no definition named '{name}'{did_you_mean(name, available)} "
                                 f"(defined: {', '.join(available)})")
         chosen = matches[0]
-    is_bare = len(definitions) == 1 and chosen.text == source.strip() and chosen.span is not None and \
-        not any(d.name == chosen.name for d in [catalog.lookup(chosen.name)] if d is not None)
-    chosen = chosen if is_bare else _with_params(chosen, params)
+    chosen = chosen if bare else _with_params(chosen, params)
     if rewrites:
         chosen = logsumexp_reductions(chosen)
     targets = _targets(chosen, wrt)
