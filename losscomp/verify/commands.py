@@ -65,16 +65,7 @@ def _import(name: str):
             path = Path(name)
             if not path.is_file():
                 raise CheckInputError(f"no such file: {name}")
-            unique = f"losscomp_checked_{abs(hash(str(path.resolve())))}"
-            spec = importlib.util.spec_from_file_location(unique, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.path.insert(0, str(path.resolve().parent))
-            try:
-                sys.modules[unique] = module
-                spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(path.resolve().parent))
-            return module
+            return _import_file(path.resolve())
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         return importlib.import_module(name)
@@ -84,6 +75,27 @@ def _import(name: str):
         if isinstance(error, KeyboardInterrupt):
             raise
         raise CheckInputError(f"cannot import {name}: {type(error).__name__}: {error}") from None
+
+
+def _import_file(path: Path):
+    """A .py file as Python would import it: inside its package (folders with __init__.py), with
+    the package's parent folder on sys.path; a lone file under a name of its own."""
+    root, parts = path.parent, [path.stem]
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    sys.path.insert(0, str(root))
+    try:
+        if len(parts) > 1:
+            return importlib.import_module(".".join(parts))
+        unique = f"losscomp_checked_{path.stem}_{abs(hash(str(path))) % 10 ** 8}"
+        spec = importlib.util.spec_from_file_location(unique, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module   # dataclasses and pickling look modules up by name
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(root))
 
 
 def _emit_json(payload: dict) -> None:

@@ -414,10 +414,23 @@ _FACTOR_WORDS = {
 
 
 def name_factor(c: float, counts: Mapping[str, int]) -> tuple[str, str]:
-    """'2', '1/2', 'N = 20000' ...: the factor in words, and what it usually means."""
+    """'2', '1/2', 'N = 20000' ...: the factor in words, and what it usually means (a count
+    exactly, then a small fraction, then twice or half a count)."""
+    found = _count_factor(c, counts, (1,))
+    if found:
+        return found
+    fraction = Fraction(c).limit_denominator(16)
+    if math.isclose(float(fraction), c, rel_tol=1e-6):
+        text = str(fraction)
+        meaning = "a missing or extra 1/2 (d(e^2)/de = 2e)" if fraction in (2, Fraction(1, 2)) else ""
+        return text, meaning
+    return _count_factor(c, counts, (2, 0.5)) or (fmt(c, 6), "")
+
+
+def _count_factor(c: float, counts: Mapping[str, int], multiples) -> tuple[str, str] | None:
     for key, n in counts.items():
         for power, label in ((1, key), (-1, f"1/{key}")):
-            for m in (1, 2, 0.5):
+            for m in multiples:
                 if n > 1 and math.isclose(c, m * float(n) ** power, rel_tol=1e-6):
                     prefix = "" if m == 1 else ("2 " if m == 2 else "1/2 ")
                     meaning = _FACTOR_WORDS.get(label, "").format(n=n)
@@ -426,12 +439,7 @@ def name_factor(c: float, counts: Mapping[str, int]) -> tuple[str, str]:
                     value = m * float(n) ** power
                     shown = str(int(value)) if value == int(value) else fmt(value)
                     return f"{prefix}{label} = {shown}", meaning
-    fraction = Fraction(c).limit_denominator(16)
-    if math.isclose(float(fraction), c, rel_tol=1e-6):
-        text = str(fraction)
-        meaning = "a missing or extra 1/2 (d(e^2)/de = 2e)" if fraction in (2, Fraction(1, 2)) else ""
-        return text, meaning
-    return fmt(c, 6), ""
+    return None
 
 
 _CONSTANTS = {"log(2)": math.log(2), "log(2*pi)/2": 0.5 * math.log(2 * math.pi), "pi": math.pi,

@@ -36,8 +36,8 @@ HESSIAN_ROWS = 24                         # rows of a per-sample loss whose bloc
 def _compiled(source, *, name=None, wrt=None, params=None, reduction="mean"):
     from ..compiler import CompiledLoss, compile as compile_loss
 
-    if isinstance(source, CompiledLoss):
-        return source
+    if isinstance(source, CompiledLoss) or (hasattr(source, "build") and hasattr(source, "derivation")):
+        return source   # a compiled loss (or anything that builds modules like one)
     if isinstance(source, os.PathLike):
         source = open(source, encoding="utf-8").read()
     return compile_loss(source, name=name, wrt=wrt, reduction=reduction, params=params)

@@ -136,16 +136,20 @@ def detect(fn, probe: Callable[[str], Any] | None = None) -> str:
         return frameworks.pop()
     if not frameworks and found == {"numpy"}:
         return "numpy"
+    first_error = None
     if probe is not None:
         for name in ("numpy", "torch", "tensorflow"):
             if name != "numpy" and name not in sys.modules:
                 continue
             try:
                 result = probe(name)
-            except Exception:  # noqa: BLE001 - the function rejects these inputs; try the next kind
+            except Exception as error:  # noqa: BLE001 - the function rejects these inputs; try the next kind
+                first_error = first_error or error
                 continue
             kind = result_framework(result)
             return kind or name
+    if first_error is not None:
+        raise CheckInputError(f"{first_error} (with NumPy arrays; pass framework= if it takes tensors)")
     raise CheckInputError("cannot tell which framework the function is written in; pass framework=")
 
 
@@ -296,7 +300,7 @@ def describe(fn) -> str:
     """A short name for a callable: `module.function`, `HuberLoss()`, `partial(quantile_loss)`."""
     if isinstance(fn, functools.partial):
         return f"partial({describe(fn.func)})"
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    name = getattr(fn, "__name__", None)
     if name is None:
         return f"{type(fn).__name__}()"
     return name

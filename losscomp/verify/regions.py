@@ -84,20 +84,19 @@ class FeatureTable:
 
 # -- simple numbers -------------------------------------------------------------------------------
 
-def simplest(lo: float, hi: float) -> float:
-    """The number with the fewest significant digits in [lo, hi] (powers of ten and 1 - 10^-k first)."""
+def simplest(lo: float, hi: float, near: str = "high") -> float:
+    """The number with the fewest significant digits in [lo, hi]: 0, a power of ten, 1 - 10^-k, then
+    more digits; among equally simple ones the one nearest the `near` end ('low' or 'high')."""
     if lo > hi:
         lo, hi = hi, lo
     if lo <= 0 <= hi:
         return 0.0
     if hi < 0:
-        return -simplest(-hi, -lo)
-    powers = [10.0 ** k for k in range(308, -324, -1) if lo <= 10.0 ** k <= hi]
-    if powers:
-        return powers[0]
-    for k in range(1, 17):
-        if lo <= 1 - 10.0 ** -k <= hi:
-            return 1 - 10.0 ** -k
+        return -simplest(-hi, -lo, "low" if near == "high" else "high")
+    for family in ([10.0 ** k for k in range(-323, 309)], [1 - 10.0 ** -k for k in range(1, 17)]):
+        inside = [c for c in family if lo <= c <= hi]
+        if inside:
+            return min(inside) if near == "low" else max(inside)
     for digits in range(1, 18):
         exponent = math.floor(math.log10(hi))
         step = 10.0 ** (exponent - digits + 1)
@@ -135,7 +134,7 @@ def _one_feature(feature: Feature, values: np.ndarray, bad: np.ndarray) -> tuple
 
 def _atom(feature: Feature, op: str, lo: float, hi: float) -> Atom:
     """'<': bad values <= lo < good values from hi on; '>': good <= lo < bad from hi on."""
-    t = simplest(lo, hi)
+    t = simplest(lo, hi, "low" if op == "<" else "high")   # claim no more than the bad points show
     if op == "<":
         return Atom(feature, "<" if t > lo else "<=", t, (float(lo), float(hi)))
     return Atom(feature, ">" if t < hi else ">=", t, (float(lo), float(hi)))
