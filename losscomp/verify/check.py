@@ -462,7 +462,47 @@ class _Run:
         expected_text = "a scalar, the per-value shape " + str(values.shape)
         if self.sample.unit == "element" and values.ndim > 1:
             expected_text += f" or per sample {values.shape[:1]}"
+        moved = self._reductions_moved(got, expected_text)
+        if moved is not None:
+            return [moved]
         return [self._wrong_shape("loss", got, values, expected_text, op=op)]
+
+    def _reductions_moved(self, got, expected_text) -> Comparison | None:
+        """A per-sample formula whose reductions run over another axis (the batch, or everything)
+        gives the function's shape: wrong_axis, with the axis named."""
+        from .evaluate import Model
+
+        reductions = [r for r in getattr(self.loss.definition, "reductions", ()) if r.kind != "count"]
+        if not reductions or np.ndim(self.inputs[self.targets[0]]) != 2:
+            return None
+        squeezed = tuple(n for n in got.shape if n != 1)
+        names = {"-2": "axis 0 (the batch axis)", "sample": "the per-sample axes", "all": "every axis"}
+        for axis, text in names.items():
+            if all(r.axis == axis for r in reductions):
+                continue
+            definition = dataclasses.replace(self.loss.definition, reductions=tuple(
+                dataclasses.replace(r, axis=axis) if r.kind != "count" else r
+                for r in self.loss.definition.reductions))
+            try:
+                with frameworks.quiet():
+                    alternative = np.asarray(Model(definition, self.sample.parameters).evaluate(
+                        self.loss.derivation.value, self.inputs), np.float64)
+            except Exception:  # noqa: BLE001 - not expressible this way
+                continue
+            if tuple(n for n in alternative.shape if n != 1) != squeezed:
+                continue
+            alternative = alternative.reshape(got.shape)
+            comparison = judge(self.evidence("loss", got, alternative, units=None), self.ctx)
+            if comparison.verdict == "differs":
+                continue
+            comparison.verdict = "differs"
+            comparison.diagnosis = [Diagnosis(
+                "wrong_axis", {"axes": axis, "shape": list(got.shape), "expected": expected_text},
+                f"returns shape {tuple(got.shape)}: its reductions run over {text}, where the formula's run "
+                f"over {', '.join(sorted({names.get(r.axis, 'axis ' + r.axis) for r in reductions}))}", "loss")]
+            comparison.notes.append("compared with the formula's reductions moved to that axis: they agree")
+            return comparison
+        return None
 
     def _values_comparison(self, label, got, expected, axes) -> Comparison:
         def reduce(v):

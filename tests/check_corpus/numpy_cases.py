@@ -57,8 +57,20 @@ def huber_linear_branch_unshifted(y, y_pred, delta=1.0):
     return np.where(np.abs(e) <= delta, 0.5 * e ** 2, delta * np.abs(e))
 
 
+def cce_summed_over_batch(y_true, y_pred):
+    """Sums over axis 0, the batch, where the cross-entropy sums over the classes."""
+    return -np.sum(y_true * np.log(y_pred), axis=0)
+
+
+CCE = "cce(y: onehot, p: simplex) = -sum(y * log(p))"
+SCE = "sce(y: onehot, z) = logsumexp(z) - sum(y * z)"
+TRIPLET = """triplet(anchor, positive, negative; margin = 0.2) =
+    relu(sum((anchor - positive)^2) - sum((anchor - negative)^2) + margin)
+  wrt anchor, positive, negative"""
+
 WRONG = [
     Case(mse_grad_prose, "mse", "grad", "sign_flip"),
+    Case(cce_summed_over_batch, CCE, "loss", "wrong_axis"),
     Case(mse_grad_half, "mse", "grad", "scale_factor"),
     Case(mse_grad_per_batch, "mse", "grad", "scale_factor"),
     Case(log_cosh_no_log2, "log_cosh", "loss", "constant_offset"),
@@ -104,8 +116,30 @@ def squared_hinge_maximum(y, y_pred):
     return np.maximum(0.0, 1 - y * y_pred) ** 2
 
 
+def cce_per_sample(y_true, y_pred):
+    """keras.losses.categorical_crossentropy's convention: one value per sample."""
+    return -np.sum(y_true * np.log(y_pred), axis=-1)
+
+
+def softmax_ce_hessian(y, z):
+    """Blocks (diag(p) - p p^T) / B of the mean softmax cross-entropy, p = softmax(z)."""
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    return (np.einsum("bi,ij->bij", p, np.eye(p.shape[1])) - p[:, :, None] * p[:, None, :]) / z.shape[0]
+
+
+def triplet_grad(anchor, positive, negative, margin=0.2):
+    """One gradient per target, of the mean over the batch; 0 where the hinge is inactive."""
+    active = (np.sum((anchor - positive) ** 2, -1) - np.sum((anchor - negative) ** 2, -1) + margin > 0)[:, None]
+    scale = 2 * active / anchor.shape[0]
+    return scale * (negative - positive), -scale * (anchor - positive), scale * (anchor - negative)
+
+
 RIGHT = [
     Case(huber_strict, "huber", "loss", "agrees"),
+    Case(cce_per_sample, CCE, "loss", "agrees"),
+    Case(softmax_ce_hessian, SCE, "hessian", "agrees"),
+    Case(triplet_grad, TRIPLET, "grad", "agrees"),
     Case(huber_hessian_strict, "huber", "hessian", "agrees_except_kinks"),
     Case(mse_dot, "mse", "loss", "agrees"),
     Case(hinge_grad, "hinge", "grad", "agrees"),

@@ -75,6 +75,13 @@ def pinball_lower_side_doubled(y, y_pred, tau=0.9):
     return tf.where(e >= 0, tau * e, 2 * (tau - 1) * e)
 
 
+def dice_per_sample(y_true, y_pred, smooth=1.0):
+    """Dice per sample, where the batch-wide Dice sums over everything (axis=all)."""
+    intersection = tf.reduce_sum(y_true * y_pred, axis=-1)
+    return 1 - (2.0 * intersection + smooth) / (tf.reduce_sum(y_true, axis=-1) + tf.reduce_sum(y_pred, axis=-1)
+                                                + smooth)
+
+
 FOCAL = "focal(y: binary, p: unit; gamma = 2, alpha = 0.25) = -alpha * (1 - p)^gamma * y * log(p)"
 
 WRONG = [
@@ -84,6 +91,7 @@ WRONG = [
     Case(poisson_swapped, "poisson_nll", "loss", "swapped_arguments"),
     Case(underestimation_penalty, "underestimation", "loss", "swapped_arguments"),
     Case(mae_per_feature, "mae", "loss", "wrong_axis"),
+    Case(dice_per_sample, "dice", "loss", "wrong_axis"),
     Case(bce_logits_grad_exp, "bce_logits", "grad", "unstable"),
     Case(mse_grad_clipped, "mse", "grad", "clipped_gradient"),
     Case(focal_loss(), FOCAL, "loss", "clipped_gradient"),
