@@ -163,7 +163,7 @@ def test_bad_input_is_a_loss_error_with_a_clear_message():
 # -- the report -----------------------------------------------------------------------------------
 
 def test_report_as_text_and_json():
-    report = _check(numpy_cases.WRONG[1])   # the MSE gradient without its 2
+    report = losscomp.check(numpy_cases.mse_grad_half, against="mse", kind="grad", points=POINTS)
     assert report.codes == ["scale_factor"]
     (diagnosis,) = report.diagnosis
     assert diagnosis.detail["factor"] == pytest.approx(0.5) and diagnosis.detail["as"] == "1/2"
