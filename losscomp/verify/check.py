@@ -351,13 +351,12 @@ class _Run:
 
     @staticmethod
     def _pick(result, index: tuple, k: int):
-        if k == 1 and len(index) == 1:
-            if isinstance(result, tuple):
-                return result[0] if len(result) == 1 else None
-            return result
-        if len(index) == 2 and k == 1:
-            return result[0][0] if isinstance(result, tuple) and isinstance(result[0], tuple) else \
-                (result if not isinstance(result, tuple) else result[0])
+        """Entry `index` of a result: with one target the array itself (a 1-tuple or a 1 x 1 nest is
+        unwrapped), else result[i] (gradients) or result[i][j] (Hessian blocks); None if absent."""
+        if k == 1:
+            while isinstance(result, tuple) and len(result) == 1:
+                result = result[0]
+            return None if isinstance(result, tuple) else result
         try:
             for i in index:
                 result = result[i]

@@ -159,9 +159,9 @@ def _diagnose(ev: Evidence, ctx: Context, got, ref, kink, excluded, bad, scale) 
             return [swapped]
     out: list[Diagnosis] = []
     residual = core & bad
-    expected = ref
+    expected, mapping = ref, None
     if transform is not None:
-        diagnoses, expected = transform
+        diagnoses, expected, mapping = transform
         out += diagnoses
         residual = core & ~close(got, expected, tol, scale)
     unstable_region = None
@@ -169,7 +169,7 @@ def _diagnose(ev: Evidence, ctx: Context, got, ref, kink, excluded, bad, scale) 
         diagnosis, unstable_region = _unstable(ev, ctx, got, ref, unstable, ~excluded & finite_ref)
         out.append(diagnosis)
     if residual.any():
-        local = _local(ev, ctx, got, expected, residual, core, scale)
+        local = _local(ev, ctx, got, expected, residual, core, scale, mapping)
         if local is not None and unstable_region is not None and local.code == "wrong_region" and \
                 _same_features(unstable_region, local.detail.get("region")):
             # wrong just before it overflows: the same instability losing accuracy first
@@ -194,7 +194,8 @@ def _support(ref, core, scale):
 
 
 def _global_transform(got, ref, core, tol, scale, ctx, ev):
-    """sign / factor / offset that make the reference match most points, or None."""
+    """A sign, factor or offset that makes the reference match most points: (diagnoses, the
+    transformed reference, the map itself), or None."""
     identity = close(got, ref, tol, scale)[core].mean()
     if identity >= EXPLAINED:
         return None
@@ -205,16 +206,16 @@ def _global_transform(got, ref, core, tol, scale, ctx, ev):
         if np.isfinite(c) and c != 0 and abs(c - 1) > 1e-9:
             expected = c * ref
             share = close(got, expected, tol, scale)[core].mean()
-            candidates.append((share, "scale", c, expected))
+            candidates.append((share, "scale", c, expected, lambda r, c=c: c * r))
     k = float(np.median(got[core] - ref[core]))
     if np.isfinite(k) and abs(k) > tol.atol * scale:
         expected = ref + k
         share = close(got, expected, tol, scale)[core].mean()
-        candidates.append((share, "offset", k, expected))
+        candidates.append((share, "offset", k, expected, lambda r, k=k: r + k))
     candidates = [c for c in candidates if c[0] >= EXPLAINED]
     if not candidates:
         return None
-    share, kind, value, expected = max(candidates, key=lambda c: c[0])
+    share, kind, value, expected, mapping = max(candidates, key=lambda c: c[0])
     diagnoses = []
     if kind == "scale":
         c = value
@@ -232,7 +233,7 @@ def _global_transform(got, ref, core, tol, scale, ctx, ev):
         diagnoses.append(Diagnosis("constant_offset", {"offset": value, "as": name, "explained": share},
                                    f"off by a constant {'+' if value > 0 else '-'}{name.lstrip('-')}, the same "
                                    f"at every point{remark}", ev.name))
-    return diagnoses, expected
+    return diagnoses, expected, mapping
 
 
 def _sign_flip(ev, ctx, got, core, tol, scale, exact: bool) -> Diagnosis:
@@ -278,16 +279,17 @@ def _unit_mask(ev: Evidence, positions: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
-def _region(ev, ctx, mask_positions, within_positions, expected=None, refine=True, got=None):
-    """The region of the units holding `mask_positions` among those holding `within_positions`."""
+def _region(ev, ctx, mask_positions, within_positions, mapping=None):
+    """The region of the units holding `mask_positions` among those holding `within_positions`,
+    its thresholds narrowed by evaluating new points (compared with `mapping` of the reference,
+    when a global transform was found first)."""
     if ev.units is None or ctx.table is None:
         return None
     size = len(ctx.origin)
     bad_units = _unit_mask(ev, np.flatnonzero(mask_positions), size)
     within = _unit_mask(ev, np.flatnonzero(within_positions | mask_positions), size)
-    # a unit counts as good only if none of its positions is bad
     region = regions.explain(bad_units, within, ctx.table)
-    if region is None or not refine or ev.evaluate_units is None:
+    if region is None or ev.evaluate_units is None:
         return region
     scale = typical(np.asarray(ev.ref, float).reshape(-1))
 
@@ -297,28 +299,13 @@ def _region(ev, ctx, mask_positions, within_positions, expected=None, refine=Tru
         g, r = ev.evaluate_units(columns)
         g = np.asarray(g, np.float64).reshape(len(values), -1)
         r = np.asarray(r, np.float64).reshape(len(values), -1)
-        if expected is not None and expected is not ev.ref:
-            factor = _transform_of(expected, ev.ref)
-            r = factor(r)
-        return ~close(g, r, ctx.tolerance, scale).all(axis=1)
+        return ~close(g, r if mapping is None else mapping(r), ctx.tolerance, scale).all(axis=1)
 
     return regions.refine(region, np.arange(size), bad_units, ctx.table, probe)
 
 
-def _transform_of(expected, ref):
-    """The affine map ref -> expected (a scale or an offset), to apply to new reference values."""
-    e, r = np.asarray(expected, float).reshape(-1), np.asarray(ref, float).reshape(-1)
-    ok = np.isfinite(e) & np.isfinite(r) & (np.abs(r) > 0)
-    if ok.any():
-        c = np.median(e[ok] / r[ok])
-        if np.allclose(e[ok], c * r[ok], rtol=1e-9, atol=0):
-            return lambda x: c * x
-    k = np.median((e - r)[np.isfinite(e - r)]) if np.isfinite(e - r).any() else 0.0
-    return lambda x: x + k
-
-
 def _unstable(ev, ctx, got, ref, unstable, finite_ref) -> tuple[Diagnosis, regions.Region | None]:
-    region = _region(ev, ctx, unstable, finite_ref & ~unstable, refine=True)
+    region = _region(ev, ctx, unstable, finite_ref & ~unstable)
     kinds = sorted({"nan" if np.isnan(v) else "inf" for v in got[unstable]})
     detail = {"count": int(unstable.sum()), "values": kinds}
     message = f"{' and '.join(kinds)} at {int(unstable.sum()):,} point(s) where the true value is finite"
@@ -334,8 +321,8 @@ def _unstable(ev, ctx, got, ref, unstable, finite_ref) -> tuple[Diagnosis, regio
     return Diagnosis("unstable", detail, message, ev.name), region
 
 
-def _local(ev, ctx, got, expected, residual, core, scale) -> Diagnosis | None:
-    region = _region(ev, ctx, residual, core & ~residual, expected=expected)
+def _local(ev, ctx, got, expected, residual, core, scale, mapping=None) -> Diagnosis | None:
+    region = _region(ev, ctx, residual, core & ~residual, mapping)
     clipped = _clipped(ev, ctx, got, expected, residual, region, scale)
     if clipped is not None:
         how, detail = clipped

@@ -25,7 +25,7 @@ from . import frameworks, kinks, sampling
 from .diagnose import typical
 from .evaluate import representable, to_float
 from .oracle import Oracle, step_scale
-from .report import CheckInputError, Row, VerifyReport, fmt
+from .report import Row, VerifyReport, fmt
 
 RTOL, ATOL = 1e-9, 1e-12                  # emitted float64 against the 50-digit truth
 FD_RTOL, FD_ATOL = 2e-5, 1e-6             # against float64 central differences
@@ -522,5 +522,3 @@ class _Backend:
         self.table.rows.append(Row(self.name, "dtype", "float32 in", 3, 0.0, 0.0, status,
                                    "; ".join(wrong) if wrong else "float32 out"))
 
-
-__all__ = ["verify", "CheckInputError"]
