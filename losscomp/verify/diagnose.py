@@ -93,7 +93,9 @@ def judge(ev: Evidence, ctx: Context) -> Comparison:
     ref = np.asarray(ev.ref, dtype=np.float64).reshape(-1)
     kink = np.broadcast_to(ev.kink, np.shape(ev.got)).reshape(-1)
     excluded = np.broadcast_to(ev.excluded, np.shape(ev.got)).reshape(-1)
-    scale = typical(ref[~excluded])
+    # the typical size is that of the random points: edges such as var = 1e-300 must not set it
+    bulk = (ctx.origin[ev.units] == 0) if ev.units is not None else np.ones(ref.shape, bool)
+    scale = typical(ref[~excluded & bulk]) if (~excluded & bulk).any() else typical(ref[~excluded])
     tol = ctx.tolerance
     ok = close(got, ref, tol, scale) | excluded
     bad = ~ok
@@ -166,7 +168,7 @@ def _diagnose(ev: Evidence, ctx: Context, got, ref, kink, excluded, bad, scale) 
         residual = core & ~close(got, expected, tol, scale)
     unstable_region = None
     if unstable.any():
-        diagnosis, unstable_region = _unstable(ev, ctx, got, ref, unstable, ~excluded & finite_ref)
+        diagnosis, unstable_region = _unstable(ev, ctx, got, ref, unstable, ~excluded & finite_ref, scale)
         out.append(diagnosis)
     if residual.any():
         local = _local(ev, ctx, got, expected, residual, core, scale, mapping)
@@ -279,7 +281,7 @@ def _unit_mask(ev: Evidence, positions: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
-def _region(ev, ctx, mask_positions, within_positions, mapping=None):
+def _region(ev, ctx, mask_positions, within_positions, scale, mapping=None):
     """The region of the units holding `mask_positions` among those holding `within_positions`,
     its thresholds narrowed by evaluating new points (compared with `mapping` of the reference,
     when a global transform was found first)."""
@@ -291,7 +293,6 @@ def _region(ev, ctx, mask_positions, within_positions, mapping=None):
     region = regions.explain(bad_units, within, ctx.table)
     if region is None or ev.evaluate_units is None:
         return region
-    scale = typical(np.asarray(ev.ref, float).reshape(-1))
 
     def probe(name: str, values: np.ndarray, unit: int) -> np.ndarray:
         columns = {k: np.repeat(np.asarray(v[unit:unit + 1]), len(values), axis=0) for k, v in ctx.columns.items()}
@@ -304,8 +305,8 @@ def _region(ev, ctx, mask_positions, within_positions, mapping=None):
     return regions.refine(region, np.arange(size), bad_units, ctx.table, probe)
 
 
-def _unstable(ev, ctx, got, ref, unstable, finite_ref) -> tuple[Diagnosis, regions.Region | None]:
-    region = _region(ev, ctx, unstable, finite_ref & ~unstable)
+def _unstable(ev, ctx, got, ref, unstable, finite_ref, scale) -> tuple[Diagnosis, regions.Region | None]:
+    region = _region(ev, ctx, unstable, finite_ref & ~unstable, scale)
     kinds = sorted({"nan" if np.isnan(v) else "inf" for v in got[unstable]})
     detail = {"count": int(unstable.sum()), "values": kinds}
     message = f"{' and '.join(kinds)} at {int(unstable.sum()):,} point(s) where the true value is finite"
@@ -322,7 +323,7 @@ def _unstable(ev, ctx, got, ref, unstable, finite_ref) -> tuple[Diagnosis, regio
 
 
 def _local(ev, ctx, got, expected, residual, core, scale, mapping=None) -> Diagnosis | None:
-    region = _region(ev, ctx, residual, core & ~residual, mapping)
+    region = _region(ev, ctx, residual, core & ~residual, scale, mapping)
     clipped = _clipped(ev, ctx, got, expected, residual, region, scale)
     if clipped is not None:
         how, detail = clipped

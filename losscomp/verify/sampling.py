@@ -186,7 +186,7 @@ def sample(loss, n: int = 20_000, seed: int = 0, *, width: int = 4, edges: bool 
     if kink_points:
         parts.append((2, {k: v for k, v in kinks.kink_points(loss, rng).items() if domains[k] not in ROW_DOMAINS}))
     if edges:
-        parts.append((1, _edge_points(domains, rng, edge_limit)))
+        parts.append((1, _edge_points(domains, rng, min(edge_limit, max(n // 2, 64)))))
     elementwise = [name for name, d in domains.items() if d not in ROW_DOMAINS]
     counted = sum(len(next(iter(p.values()))) for _, p in parts if p and elementwise)
     if unit == "element":
