@@ -877,11 +877,11 @@ def test_softmax_ce_hessian_1000_by_100_matches_torch_func_hessian(build):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_examples_are_current(backend, tmp_path, capsys, fw, build, rng):
-    """`losscomp compile softmax_ce --backend B -o examples/softmax_ce/B.py` gives the committed file
+    """`losscomp compile softmax_ce --backend B -o examples/softmax_ce/softmax_ce_B.py` gives the committed file
     byte for byte (regenerate them as examples/softmax_ce/README.md says); the file works on its own."""
     from losscomp import cli
 
-    committed = EXAMPLES / f"{backend}.py"
+    committed = EXAMPLES / f"softmax_ce_{backend}.py"
     fresh = tmp_path / f"{backend}.py"
     assert cli.main(["compile", "softmax_ce", "--backend", backend, "-o", str(fresh)]) == 0
     capsys.readouterr()
