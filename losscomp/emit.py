@@ -64,6 +64,15 @@ class Spec:
         return bool(self.diagonal)
 
     @property
+    def squeeze(self) -> str | None:
+        """The axes every loss value was reduced over (kept as size 1), when they are the same for all:
+        'sample', 'all' or '-1', ...; None for a loss with elementwise terms."""
+        if any(c in self.arguments for c in self.context):
+            return None
+        axes = {step.axis for step in self.forward.steps if step.symbol.name in self.context}
+        return axes.pop() if len(axes) == 1 else None
+
+    @property
     def per_sample(self) -> bool:
         """True unless some reduction spans the batch axis (then the Hessian is one whole matrix)."""
         return all(step.axis != "all" for step in self.forward.steps)
@@ -232,9 +241,13 @@ class ModuleWriter:
         per = "element" if s.elementwise else "sample"
         out = [self._function("_elements", f"The loss of every {per}, broadcast: l({args}).",
                               s.forward.steps, [s.value], f"_broadcast({{0}}{', ' if context else ''}{context})")]
+        reduced = f"_reduce(_elements({args}{s.pass_params}))"
+        if s.reduction == "none" and s.squeeze is not None:
+            axis = s.squeeze if s.squeeze.lstrip("-").isdigit() else repr(s.squeeze)
+            reduced = f"_squeeze({reduced}, {axis})"
         out.append(f"def loss({args}{s.keyword_params}):\n"
                    f'    """The loss: {what} l over all of its values."""\n'
-                   f"    return _reduce(_elements({args}{s.pass_params}))")
+                   f"    return {reduced}")
         grads = [f"{{{i}}}" for i in range(k)]
         out.append(self._function("grad", f"{of} / d{', d'.join(s.targets)}, shaped like the target"
                                   + ("s." if k > 1 else "."), s.backward.steps, s.backward.outputs, tupled(grads)))

@@ -183,6 +183,15 @@ def _seed(ref, *context):
 
 def _reduce(l):
     return np.array(l)
+
+
+def _squeeze(l, axis):
+    """The loss values as PyTorch's reduction='none' gives them: the axes a reduction kept dropped."""
+    if axis == "sample":
+        return np.reshape(l, np.shape(l)[:1])
+    if axis == "all":
+        return np.reshape(l, ())
+    return np.squeeze(l, axis=axis)
 ''',
 }
 

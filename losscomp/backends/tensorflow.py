@@ -165,6 +165,15 @@ def _seed(ref, *context):
 
 def _reduce(l):
     return tf.identity(l)
+
+
+def _squeeze(l, axis):
+    """The loss values as PyTorch's reduction='none' gives them: the axes a reduction kept dropped."""
+    if axis == "sample":
+        return tf.reshape(l, tf.shape(l)[:1])
+    if axis == "all":
+        return tf.reshape(l, [])
+    return tf.squeeze(l, axis=axis)
 ''',
 }
 

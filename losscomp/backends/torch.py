@@ -148,6 +148,15 @@ def _seed(ref, *context):
 
 def _reduce(l):
     return l.contiguous()
+
+
+def _squeeze(l, axis):
+    """The loss values as PyTorch's reduction='none' gives them: the axes a reduction kept dropped."""
+    if axis == "sample":
+        return l.reshape(l.shape[:1])
+    if axis == "all":
+        return l.reshape(())
+    return l.squeeze(axis)
 ''',
 }
 
