@@ -28,6 +28,8 @@ import numpy as np
 
 from . import frameworks, kinks, regions, sampling
 from .diagnose import Context, Evidence, Tolerance, judge, name_factor
+from .evaluate import to_float
+from .oracle import Oracle
 from .report import CheckInputError, Comparison, Diagnosis, Report
 
 KINDS = ("loss", "grad", "hessian")
@@ -240,6 +242,7 @@ class _Run:
         self.targets = tuple(loss.targets)
         self.inputs = sample.inputs()
         self.values = reference.values(self.inputs)
+        self.oracle = Oracle(loss)
         self.n_values = int(self.values.size)
         self.weight = 1.0 / self.n_values if reduction == "mean" else 1.0
         self.kink_units = self._kink_units()
@@ -302,8 +305,22 @@ class _Run:
             return np.repeat(np.arange(self.sample.size), size // self.sample.size)
         return None
 
+    def truth(self, what: str, index: tuple = (), weight: float = 1.0):
+        """(columns of K units) -> the 50-digit values (what='values'), gradient or Hessian there."""
+        def at(columns):
+            inputs = self.sample.inputs(columns)
+            k = len(next(iter(columns.values())))
+            if what == "values":
+                v = self.oracle.values(inputs)
+            elif what == "grad":
+                v = self.oracle.gradient(inputs, self.targets[index[0]])
+            else:
+                v = self.oracle.hessian(inputs, self.targets[index[0]], self.targets[index[-1]])
+            return weight * to_float(v).reshape(k, -1)
+        return at
+
     def evidence(self, name, got, ref, *, evaluate=None, swapped=None, target=None, alternatives=None,
-                 units="auto", notes=()) -> Evidence:
+                 units="auto", notes=(), truth=None) -> Evidence:
         got = np.asarray(got, np.float64)
         ref = np.asarray(ref, np.float64)
         if isinstance(units, str):
@@ -313,8 +330,8 @@ class _Run:
         notes = list(notes)
         if excluded.any():
             notes.append(f"{int(excluded.sum()):,} point(s) where the expected value overflows float64 are not compared")
-        return Evidence(name, got.reshape(-1), ref.reshape(-1), kink, excluded, units, evaluate, swapped,
-                        target, alternatives, notes)
+        return Evidence(name, got.reshape(-1), ref.reshape(-1), kink, excluded, units, evaluate_units=evaluate,
+                        evaluate_swapped=swapped, target=target, alternatives=alternatives, truth=truth, notes=notes)
 
     def substitute(self, columns: dict) -> tuple[dict, np.ndarray]:
         """The whole sample with its first K units replaced by `columns` (so N stays N)."""
@@ -393,15 +410,16 @@ class _Run:
                     return {a.name: self.weight * self.reference.grad_by(a.name, self.inputs)
                             for a in self.loss.definition.arguments
                             if a.name != target and a.domain in kinks.CONTINUOUS}
-            out.append(self._compare_shaped(label, got, ref, evaluate, swapped, target, alternatives))
+            truth = self.truth("grad" if what == "grad" else "hessian", index, self.weight)
+            out.append(self._compare_shaped(label, got, ref, evaluate, swapped, target, alternatives, truth))
         return out
 
-    def _compare_shaped(self, label, got, ref, evaluate, swapped, target, alternatives) -> Comparison:
+    def _compare_shaped(self, label, got, ref, evaluate, swapped, target, alternatives, truth) -> Comparison:
         if got.shape != ref.shape and got.size == ref.size:
             got = got.reshape(ref.shape)
         if got.shape == ref.shape:
             return judge(self.evidence(label, got, ref, evaluate=evaluate, swapped=swapped, target=target,
-                                       alternatives=alternatives), self.ctx)
+                                       alternatives=alternatives, truth=truth), self.ctx)
         return self._wrong_shape(label, got, ref, expected_text=f"shape {ref.shape}")
 
     def _wrong_shape(self, label, got, ref, expected_text, op="mean") -> Comparison:
@@ -519,8 +537,8 @@ class _Run:
         def swapped(pair):
             return np.asarray(self.subject(self.inputs, swap=pair), np.float64)
 
-        return judge(self.evidence(label, got, expected, evaluate=evaluate if not axes else None, swapped=swapped),
-                     self.ctx)
+        return judge(self.evidence(label, got, expected, evaluate=evaluate if not axes else None, swapped=swapped,
+                                   truth=self.truth("values") if not axes else None), self.ctx)
 
     def _scalar_whole(self, op: str) -> Comparison:
         """The scalar on the random points only (the edges are checked one at a time)."""
@@ -594,7 +612,8 @@ class _Run:
         label = {"element": "loss (one element at a time)", "sample": "loss (one sample at a time)",
                  "batch": "loss (small batches)"}[self.sample.unit]
         return judge(self.evidence(label, got, ref, evaluate=evaluate if unit_index is not None else None,
-                                   swapped=swapped, units=unit_index), self.ctx)
+                                   swapped=swapped, units=unit_index,
+                                   truth=self.truth("values") if unit_index is not None else None), self.ctx)
 
     def _autodiff(self, weight: float) -> list[Comparison]:
         """The framework's autodiff of the function's result against the symbolic gradient."""
@@ -628,7 +647,8 @@ class _Run:
                 return gs[i] if gs[i] is not None else np.zeros_like(expected[i])
 
             out.append(judge(self.evidence(f"{name} of the loss by {target}", np.asarray(g).reshape(ref.shape), ref,
-                                           evaluate=evaluate, swapped=swapped, target=target, notes=note), self.ctx))
+                                           evaluate=evaluate, swapped=swapped, target=target, notes=note,
+                                           truth=self.truth("grad", (i,), weight)), self.ctx))
         return out
 
 
