@@ -64,6 +64,11 @@ class Spec:
         return bool(self.diagonal)
 
     @property
+    def kind(self) -> str:
+        """'elementwise' (Hessian diagonal), 'per_sample' (blocks per sample) or 'whole_batch'."""
+        return "elementwise" if self.elementwise else ("per_sample" if self.per_sample else "whole_batch")
+
+    @property
     def squeeze(self) -> str | None:
         """The axes every loss value was reduced over (kept as size 1), when they are the same for all:
         'sample', 'all' or '-1', ...; None for a loss with elementwise terms."""
@@ -266,7 +271,7 @@ class ModuleWriter:
         out.append(self._function("hvp", hvp_doc, s.tangent.steps, s.tangent.outputs,
                                   tupled([f"{{{i}}}" for i in range(k)]), tangent_arg, preamble))
         out.append(self._hessian())
-        if k == 1 and s.elementwise:
+        if k == 1 and (s.elementwise or s.per_sample):
             out.append(self._newton())
         return out
 
@@ -316,11 +321,18 @@ class ModuleWriter:
         target = s.targets[0]
         others = [a for a in s.arguments if a != target]
         call = ", ".join("_matvec(X, w)" if a == target else a for a in s.arguments)
-        self.helpers |= {"_matvec", "_weighted_gram"}
         head = ", ".join(["X", *others, "w"])
+        if s.elementwise:
+            self.helpers |= {"_matvec", "_weighted_gram"}
+            return (f"def newton_hessian({head}{s.keyword_params}):\n"
+                    f'    """Hessian in w of the loss of the linear model {target} = X @ w: X^T diag(l\'\') X; for\n'
+                    f'    w of shape (d, k), the (d k, d k) matrix in the row-major order of w."""\n'
+                    f"    return _weighted_gram(X, hessian({call}{s.pass_params}))")
+        self.helpers |= {"_matvec", "_block_gram"}
         return (f"def newton_hessian({head}{s.keyword_params}):\n"
-                f'    """Hessian in w of the loss of the linear model {target} = X @ w: X^T diag(l\'\') X."""\n'
-                f"    return _weighted_gram(X, hessian({call}{s.pass_params}))")
+                f'    """Hessian in w (d, k) of the loss of the linear model {target} = X @ w (softmax regression\n'
+                f'    and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""\n'
+                f"    return _block_gram(X, hessian({call}{s.pass_params}))")
 
     def header(self) -> str:
         s = self.spec
@@ -345,7 +357,8 @@ class ModuleWriter:
         constants = [f"NAME = {self.spec.name!r}", f"ARGUMENTS = {tuple(self.spec.arguments)!r}",
                      f"TARGETS = {tuple(self.spec.targets)!r}",
                      "PARAMETERS = {" + ", ".join(f"{n!r}: {_literal(v)}" for n, v in self.spec.parameters) + "}",
-                     f"REDUCTION = {self.spec.reduction!r}"]
+                     f"REDUCTION = {self.spec.reduction!r}",
+                     f"KIND = {self.spec.kind!r}  # 'elementwise', 'per_sample' or 'whole_batch'"]
         reductions = [chunk.strip("\n") for chunk in
                       re.split(r"\n\s*\n(?=def )", self.backend.reductions[self.spec.reduction])]
         parts = [self.header(), "\n".join(imports), "\n".join(constants), *reductions, *helpers, *functions]

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import sympy
 from sympy import Function, S, exp, log
+from mpmath.libmp import prec_to_dps
+
+
+def _real_evalf(expr: sympy.Expr, real: bool, prec: int) -> sympy.Expr:
+    """evalf with guard digits; a real function of a real argument drops evalf's imaginary noise."""
+    dps = prec_to_dps(prec)
+    value = expr.evalf(dps + 10)
+    if real:
+        value = sympy.re(value)
+    return value.evalf(dps)
 
 
 class sigmoid(Function):  # noqa: N801 - printed by name
@@ -30,7 +40,7 @@ class sigmoid(Function):  # noqa: N801 - printed by name
         return 1 / (1 + exp(-x))
 
     def _eval_evalf(self, prec):
-        return self.rewrite(exp)._eval_evalf(prec)
+        return _real_evalf(self.rewrite(exp), bool(self.args[0].is_real), prec)
 
     def _eval_is_real(self):
         return self.args[0].is_real
@@ -59,7 +69,7 @@ class softplus(Function):  # noqa: N801
         return log(1 + exp(x))
 
     def _eval_evalf(self, prec):
-        return self.rewrite(exp)._eval_evalf(prec)
+        return _real_evalf(self.rewrite(exp), bool(self.args[0].is_real), prec)
 
     def _eval_is_real(self):
         return self.args[0].is_real
@@ -87,7 +97,8 @@ class relu(Function):  # noqa: N801
         return sympy.Piecewise((x, x > 0), (0, True))
 
     def _eval_evalf(self, prec):
-        return sympy.Max(self.args[0], 0)._eval_evalf(prec)
+        x = self.args[0].evalf(prec_to_dps(prec))
+        return x if x > 0 else sympy.Float(0)
 
     def _eval_is_real(self):
         return self.args[0].is_real
@@ -105,7 +116,8 @@ class clip(Function):  # noqa: N801
         return sympy.Piecewise((lo, x < lo), (hi, x > hi), (x, True))
 
     def _eval_evalf(self, prec):
-        return self.rewrite(sympy.Piecewise)._eval_evalf(prec)
+        x, lo, hi = (a.evalf(prec_to_dps(prec)) for a in self.args)
+        return lo if x < lo else (hi if x > hi else x)
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None
@@ -143,9 +155,9 @@ class xlogy(Function):  # noqa: N801
 
     def _eval_evalf(self, prec):
         x, y = self.args
-        if x.is_zero or (x.is_number and sympy.Float(x._eval_evalf(prec)) == 0):
+        if x.is_zero or (x.is_number and x.evalf(prec_to_dps(prec)) == 0):
             return sympy.Float(0, precision=prec)
-        return (x * log(y))._eval_evalf(prec)
+        return (x * log(y)).evalf(prec_to_dps(prec))
 
     def _eval_is_real(self):
         return True if self.args[1].is_nonnegative and self.args[0].is_real else None
@@ -168,7 +180,7 @@ class root(Function):  # noqa: N801
         return sympy.sqrt(u)
 
     def _eval_evalf(self, prec):
-        return sympy.sqrt(self.args[0])._eval_evalf(prec)
+        return sympy.sqrt(self.args[0]).evalf(prec_to_dps(prec))
 
     def _eval_is_nonnegative(self):
         return True if self.args[0].is_nonnegative else None

@@ -243,7 +243,11 @@ def _lower_call(call: nodes.Call, scope: _Scope) -> sympy.Expr:
         if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
             raise LossDefinitionError(f"'{name}' takes {spec.arity_text()}, got {len(args)}",
                                       call.span, scope.source)
-        return spec.build(args)
+        try:
+            return spec.build(args)
+        except (ValueError, TypeError) as error:  # SymPy refusing its arguments: say where
+            raise LossDefinitionError(f"'{name}' cannot take these arguments ({error})",
+                                      call.span, scope.source) from None
     callee = scope.resolve(name)
     if callee is None:
         hint = did_you_mean(name, list(FUNCTIONS) + list(REDUCTIONS) + _resolvable_names(scope))

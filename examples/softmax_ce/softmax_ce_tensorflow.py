@@ -25,6 +25,7 @@ ARGUMENTS = ('y', 'z')
 TARGETS = ('z',)
 PARAMETERS = {}
 REDUCTION = 'mean'
+KIND = 'per_sample'  # 'elementwise', 'per_sample' or 'whole_batch'
 
 
 def _as(x, ref):
@@ -95,6 +96,13 @@ def _reduce(l):
     return tf.reduce_mean(l)
 
 
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W; no Kronecker product is formed."""
+    d, k = X.shape[1], blocks.shape[1]
+    return tf.reshape(tf.einsum("ia,icj,ib->acbj", X, blocks, X), [d * k, d * k])
+
+
 def _hessian_blocks(hvp, targets, per_sample):
     """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
     whole matrix, shaped target_i.shape + target_j.shape, when a reduction spans the batch."""
@@ -119,6 +127,10 @@ def _hessian_blocks(hvp, targets, per_sample):
     if not per_sample:
         blocks = [[tf.reshape(blocks[i][j], shapes[i] + shapes[j]) for j in range(k)] for i in range(k)]
     return tuple(tuple(row) for row in blocks)
+
+
+def _matvec(X, w):
+    return tf.linalg.matvec(X, w) if len(w.shape) == 1 else tf.linalg.matmul(X, w)
 
 
 def _elements(y, z):
@@ -183,6 +195,12 @@ def hessian(y, z):
     """Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample. Built from hvp with basis vectors."""
     blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0]),), (z,), per_sample=True)
     return blocks[0][0]
+
+
+def newton_hessian(X, y, w):
+    """Hessian in w (d, k) of the loss of the linear model z = X @ w (softmax regression
+    and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""
+    return _block_gram(X, hessian(y, _matvec(X, w)))
 
 
 def loss_with_gradient(y, z):

@@ -25,6 +25,7 @@ ARGUMENTS = ('y', 'z')
 TARGETS = ('z',)
 PARAMETERS = {}
 REDUCTION = 'mean'
+KIND = 'per_sample'  # 'elementwise', 'per_sample' or 'whole_batch'
 
 
 def _shape(*arrays):
@@ -85,6 +86,13 @@ def _reduce(l):
     return torch.mean(l)
 
 
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W; no Kronecker product is formed."""
+    d, k = X.shape[1], blocks.shape[1]
+    return torch.einsum("ia,icj,ib->acbj", X, blocks, X).reshape(d * k, d * k)
+
+
 def _hessian_blocks(hvp, targets, per_sample):
     """Dense Hessian from products with basis vectors: (batch, d_i, d_j) blocks per sample, or the
     whole matrix, shaped target_i.shape + target_j.shape, when a reduction spans the batch."""
@@ -106,6 +114,10 @@ def _hessian_blocks(hvp, targets, per_sample):
         blocks = [[blocks[i][j].reshape(tuple(targets[i].shape) + tuple(targets[j].shape)) for j in range(k)]
                   for i in range(k)]
     return tuple(tuple(row) for row in blocks)
+
+
+def _matvec(X, w):
+    return X @ w
 
 
 def _elements(y, z):
@@ -170,6 +182,12 @@ def hessian(y, z):
     """Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample. Built from hvp with basis vectors."""
     blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0]),), (z,), per_sample=True)
     return blocks[0][0]
+
+
+def newton_hessian(X, y, w):
+    """Hessian in w (d, k) of the loss of the linear model z = X @ w (softmax regression
+    and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""
+    return _block_gram(X, hessian(y, _matvec(X, w)))
 
 
 class SoftmaxCeLossFunction(torch.autograd.Function):

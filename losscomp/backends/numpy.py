@@ -61,8 +61,23 @@ def _matvec(X, w):
 ''',
     "_weighted_gram": '''
 def _weighted_gram(X, h):
-    """X^T diag(h) X."""
-    return X.T @ (h[:, None] * X)
+    """X^T diag(h) X for one output; for k outputs (h of shape (n, k)) the (d k, d k) block-diagonal
+    Hessian in the row-major order of W (d, k). With h >= 0, (X sqrt h)^T (X sqrt h) is a symmetric product."""
+    if h.ndim == 1:
+        if np.all(h >= 0):
+            Xs = X * np.sqrt(h)[:, None]
+            return Xs.T @ Xs
+        return X.T @ (h[:, None] * X)
+    d, k = X.shape[1], h.shape[1]
+    blocks = np.einsum("ia,ic,ib->cab", X, h, X, optimize=True)
+    return np.einsum("cab,ce->acbe", blocks, np.eye(k, dtype=h.dtype)).reshape(d * k, d * k)
+''',
+    "_block_gram": '''
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W; no Kronecker product is formed."""
+    d, k = X.shape[1], blocks.shape[1]
+    return np.einsum("ia,icj,ib->acbj", X, blocks, X, optimize=True).reshape(d * k, d * k)
 ''',
     "_sigmoid": '''
 def _sigmoid(x):

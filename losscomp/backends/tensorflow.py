@@ -69,12 +69,24 @@ def _softplus(x):
 ''',
     "_matvec": '''
 def _matvec(X, w):
-    return tf.linalg.matvec(X, w)
+    return tf.linalg.matvec(X, w) if len(w.shape) == 1 else tf.linalg.matmul(X, w)
 ''',
     "_weighted_gram": '''
 def _weighted_gram(X, h):
-    """X^T diag(h) X."""
-    return tf.linalg.matmul(X, h[:, None] * X, transpose_a=True)
+    """X^T diag(h) X for one output; for k outputs (h of shape (n, k)) the (d k, d k) block-diagonal
+    Hessian in the row-major order of W (d, k)."""
+    if len(h.shape) == 1:
+        return tf.linalg.matmul(X, h[:, None] * X, transpose_a=True)
+    d, k = X.shape[1], h.shape[1]
+    blocks = tf.einsum("ia,ic,ib->cab", X, h, X)
+    return tf.reshape(tf.einsum("cab,ce->acbe", blocks, tf.eye(k, dtype=h.dtype)), [d * k, d * k])
+''',
+    "_block_gram": '''
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W; no Kronecker product is formed."""
+    d, k = X.shape[1], blocks.shape[1]
+    return tf.reshape(tf.einsum("ia,icj,ib->acbj", X, blocks, X), [d * k, d * k])
 ''',
 }
 

@@ -66,8 +66,21 @@ def _matvec(X, w):
 ''',
     "_weighted_gram": '''
 def _weighted_gram(X, h):
-    """X^T diag(h) X."""
-    return X.T @ (h[:, None] * X)
+    """X^T diag(h) X for one output; for k outputs (h of shape (n, k)) the (d k, d k) block-diagonal
+    Hessian in the row-major order of W (d, k)."""
+    if h.dim() == 1:
+        return X.T @ (h[:, None] * X)
+    d, k = X.shape[1], h.shape[1]
+    blocks = torch.einsum("ia,ic,ib->cab", X, h, X)
+    eye = torch.eye(k, dtype=h.dtype, device=h.device)
+    return torch.einsum("cab,ce->acbe", blocks, eye).reshape(d * k, d * k)
+''',
+    "_block_gram": '''
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W; no Kronecker product is formed."""
+    d, k = X.shape[1], blocks.shape[1]
+    return torch.einsum("ia,icj,ib->acbj", X, blocks, X).reshape(d * k, d * k)
 ''',
 }
 
