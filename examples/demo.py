@@ -50,7 +50,7 @@ def check_numpy(loss, params, y, y_pred) -> list[tuple[str, float]]:
     h = mod.hessian(y, y_pred, **params)
     # central differences of the emitted per-element loss (the mean's derivative is l'/N)
     step = 1e-6 * np.maximum(1.0, np.abs(y_pred))
-    fd_g = (mod._elements(y, y_pred + step, **params) - mod._elements(y, y_pred - step, **params)) / (2 * step) / N
+    fd_g = (mod.values(y, y_pred + step, **params) - mod.values(y, y_pred - step, **params)) / (2 * step) / N
     fd_h = (mod.grad(y, y_pred + step, **params) - mod.grad(y, y_pred - step, **params)) / (2 * step)
     # off the kinks: drop the few points whose difference stencil straddles a branch boundary
     h_left, h_right = mod.hessian(y, y_pred - step, **params), mod.hessian(y, y_pred + step, **params)

@@ -14,7 +14,7 @@ import sympy
 
 from . import catalog, display, emit, runtime
 from .backends.base import Backend
-from .derive import Derivation, Program, derive
+from .derive import Derivation, Program, closed_forms, derive
 from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
 from .stabilize import guard, logsumexp_reductions, stabilize
@@ -73,13 +73,7 @@ class CompiledLoss:
 
     def _closed_value(self) -> sympy.Expr:
         """F with its reductions written as sum(...), logsumexp(...) for people."""
-        functions = {"sum": sympy.Function("sum"), "logsumexp": sympy.Function("logsumexp"),
-                     "count": sympy.Function("count")}
-        closed: dict = {}
-        for r in self.definition.reductions:
-            args = (r.operand.xreplace(closed),) + (() if r.axis == "sample" else (sympy.Symbol(f"axis={r.axis}"),))
-            closed[r.symbol] = functions[r.kind](*args)
-        return self.derivation.value.xreplace(closed)
+        return self.derivation.value.xreplace(closed_forms(self.definition.reductions))
 
     def plain(self) -> dict[str, object]:
         """Loss, gradient and Hessian as plain text, with the `where` names put back."""

@@ -29,6 +29,7 @@ from .errors import LossDerivationError
 from .functions import onehot
 from .ir import Definition, Reduction
 
+CONSTANT_REDUCTIONS = ("count", "max")  # no derivative flows through these (see ir.Reduction)
 _UNPRINTABLE = (sympy.DiracDelta, sympy.Heaviside, sympy.Derivative, sympy.Subs, sympy.Integral)
 
 
@@ -36,7 +37,8 @@ _UNPRINTABLE = (sympy.DiracDelta, sympy.Heaviside, sympy.Derivative, sympy.Subs,
 class Step:
     """One assignment of a program.
 
-    op: 'sum' | 'logsumexp' | 'count' (reductions of `expr` over `axis`, kept dims);
+    op: 'sum' | 'logsumexp' | 'max' | 'count' (reductions of `expr` over `axis`, kept dims; 'max' and
+        'count' are constants for differentiation);
         'seed' (w: 1 / the number of loss values for a mean, else 1; `context` gives the shape);
         'collect' (broadcast `expr` to the shape of `context`, then sum it down to `like`'s shape).
     """
@@ -82,7 +84,7 @@ class Derivation:
 
     @property
     def elementwise(self) -> bool:
-        return not any(r.kind != "count" for r in self.reductions)
+        return not any(r.kind not in CONSTANT_REDUCTIONS for r in self.reductions)
 
 
 def _check(expr: sympy.Expr, what: str) -> sympy.Expr:
@@ -142,7 +144,7 @@ class _Builder:
         self.arrays.add(w)  # a scalar, but a framework one: keeps dtypes right
         steps.append(Step(w, "seed", self.value, context=self.context(self.value)))
         adjoints: dict[sympy.Symbol, sympy.Symbol] = {}
-        smooth = [r for r in self.reductions if r.kind != "count"]
+        smooth = [r for r in self.reductions if r.kind not in CONSTANT_REDUCTIONS]
 
         def terms(u: sympy.Symbol, later: list[Reduction]) -> list[tuple[sympy.Expr, tuple]]:
             out = []
@@ -212,7 +214,7 @@ class _Builder:
             return total
 
         for step in steps:
-            if step.op in ("count", "seed"):
+            if step.op in ("seed", *CONSTANT_REDUCTIONS):
                 continue
             d = directional(step.expr)
             if d == 0:
@@ -229,16 +231,27 @@ class _Builder:
         return out_steps, results, vs
 
 
+def closed_forms(reductions) -> dict[sympy.Symbol, sympy.Expr]:
+    """Each reduction symbol as a display function of its operand: sum(...), logsumexp(...), ...
+    (a shifted logsumexp L = log(sum(exp(x - max(x)))) shows as logsumexp(x) - max(x))."""
+    functions = {kind: sympy.Function(kind) for kind in ("sum", "logsumexp", "count", "max")}
+    closed: dict[sympy.Symbol, sympy.Expr] = {}
+    shifts = {r.symbol: r for r in reductions if r.kind == "max"}
+    for r in reductions:
+        extra = () if r.axis == "sample" else (sympy.Symbol(f"axis={r.axis}"),)
+        operand = r.operand
+        shift = next((m for m in shifts if m in operand.free_symbols), None) if r.kind == "logsumexp" else None
+        if shift is not None:
+            x = (operand + shift).xreplace(closed)
+            closed[r.symbol] = functions["logsumexp"](x, *extra) - closed[shift]
+        else:
+            closed[r.symbol] = functions[r.kind](operand.xreplace(closed), *extra)
+    return closed
+
+
 def _display_names(derivation_steps: list[Step], adjoints: dict, reductions) -> dict:
     """Closed forms of reduction and adjoint symbols, with reductions as display functions."""
-    closed: dict[sympy.Symbol, sympy.Expr] = {}
-    functions = {"sum": sympy.Function("sum"), "logsumexp": sympy.Function("logsumexp"),
-                 "count": sympy.Function("count")}
-    for r in reductions:
-        operand = r.operand.xreplace(closed)
-        closed[r.symbol] = functions[r.kind](operand) if r.axis == "sample" else \
-            functions[r.kind](operand, sympy.Symbol(f"axis={r.axis}"))
-    arguments = set()
+    closed = closed_forms(reductions)
     for step in derivation_steps:
         if step.op == "seed":
             closed[step.symbol] = sympy.S.One
@@ -250,7 +263,7 @@ def _display_names(derivation_steps: list[Step], adjoints: dict, reductions) -> 
             arguments = {s for s in step.context if s not in closed}
             like_is_reduced = step.like in closed and step.like not in adjoints.values()
             if like_is_reduced and arguments and not all(s == step.like for s in step.context):
-                term = functions["sum"](term)
+                term = sympy.Function("sum")(term)
             closed[step.symbol] = term
     return closed
 
@@ -300,7 +313,7 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
     # closed forms for people: reductions and adjoints as sum(...), logsumexp(...)
     closed = _display_names(backward_steps, builder.adjoints, definition.reductions)
     gradient = tuple(_softmax_display(g.xreplace(closed)) for g in grads)
-    elementwise = not any(r.kind != "count" for r in definition.reductions)
+    elementwise = not any(r.kind not in CONSTANT_REDUCTIONS for r in definition.reductions)
     diagonal: tuple = ()
     if elementwise:
         # the per-element second derivatives: the Hessian of an elementwise loss is diagonal

@@ -171,6 +171,8 @@ class _Body:
             return f"_sum({text}, {axis})"
         if step.op == "logsumexp":
             return f"_logsumexp({text}, {axis})"
+        if step.op == "max":
+            return f"_max({text}, {axis})"
         ref = self.spec.targets[0]
         if step.op == "count":
             return f"_count({axis}, {ref}, {context})"
@@ -244,9 +246,9 @@ class ModuleWriter:
             return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
 
         per = "element" if s.elementwise else "sample"
-        out = [self._function("_elements", f"The loss of every {per}, broadcast: l({args}).",
+        out = [self._function("values", f"The loss of every {per}, l({args}), broadcast (loss() reduces these).",
                               s.forward.steps, [s.value], f"_broadcast({{0}}{', ' if context else ''}{context})")]
-        reduced = f"_reduce(_elements({args}{s.pass_params}))"
+        reduced = f"_reduce(values({args}{s.pass_params}))"
         if s.reduction == "none" and s.squeeze is not None:
             axis = s.squeeze if s.squeeze.lstrip("-").isdigit() else repr(s.squeeze)
             reduced = f"_squeeze({reduced}, {axis})"

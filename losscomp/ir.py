@@ -49,7 +49,9 @@ AXES = ("sample", "all")  # plus negative integers as text: "-1", "-2", ...
 class Reduction:
     """`symbol = kind(operand)` over `axis`, keeping the reduced axes (so it broadcasts per sample).
 
-    kind: 'sum'; 'logsumexp' (shifted by the max); 'count' (how many elements the operand spans).
+    kind: 'sum'; 'logsumexp' (of an operand already shifted by its 'max'); 'max' (the shift: a constant
+    for differentiation, since logsumexp(x) = m + logsumexp(x - m) for any m); 'count' (how many
+    elements the operand spans, also constant).
     axis: 'sample' (every axis but the batch axis), 'all' (the batch too), or '-1', '-2', ...
     """
 
@@ -296,15 +298,19 @@ def _lower_reduction(call: nodes.Call, scope: _Scope) -> sympy.Expr:
         return reduce("sum", x)
     if name == "mean":
         return reduce("sum", x) / reduce("count", x)
-    if name == "logsumexp":
-        return reduce("logsumexp", x)
     if name == "norm":
         return sympy.sqrt(reduce("sum", x**2))
     if name == "dot":
         return reduce("sum", x * args[1])
+    # logsumexp(x) = m + log(sum(exp(x - m))) with m = max(x): x - logsumexp(x) is then (x - m) - L,
+    # whose rounding error is that of x - m, not of the large m + L
+    shift = reduce("max", x)
+    lse = shift + reduce("logsumexp", x - shift)
+    if name == "logsumexp":
+        return lse
     if name == "softmax":
-        return sympy.exp(x - reduce("logsumexp", x))
-    return x - reduce("logsumexp", x)  # log_softmax
+        return sympy.exp(x - lse)
+    return x - lse  # log_softmax
 
 
 def _onehot(node, scope: _Scope) -> sympy.Expr:

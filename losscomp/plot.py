@@ -49,7 +49,7 @@ def curves(loss: CompiledLoss, span: tuple[float, float] = (-3.0, 3.0), points: 
         args = [x if a.name == target else np.full_like(x, setting[a.name]) for a in loss.definition.arguments]
         label = loss.name + ("" if not setting else " (" + ", ".join(f"{k}={v:g}" for k, v in setting.items()) + ")")
         with np.errstate(all="ignore"):
-            out.append(Curve(label, x, np.asarray(mod._elements(*args)), np.asarray(mod.grad(*args))))
+            out.append(Curve(label, x, np.asarray(mod.values(*args)), np.asarray(mod.grad(*args))))
     return out
 
 

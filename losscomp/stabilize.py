@@ -12,8 +12,8 @@ an equal form that does not. Every rule is an identity (tests check each at high
 
 Two more passes work on whole definitions and on printed branches:
 
-    sum(exp(u))           -> exp(logsumexp(u)) (a reduction: log(sum(exp(u))) becomes logsumexp(u),
-                                                exp(z) / sum(exp(z)) becomes exp(z - logsumexp(z)))
+    sum(exp(u))           -> exp(m + L), m = max(u), L = log(sum(exp(u - m))) (a reduction:
+                             log(sum(exp(u))) becomes m + L, exp(z) / sum(exp(z)) becomes exp(z - m - L))
     guard(where(c, a, b)) -> every log, sqrt, power, lgamma in a branch gets its argument replaced by 1
                              where the branch is not taken (the "double where"), so the branch thrown
                              away never makes an inf, a NaN or a warning, nor a NaN in autodiff
@@ -125,21 +125,27 @@ def stabilize(expr: sympy.Expr, rules: tuple[Rule, ...] = RULES) -> sympy.Expr:
 
 
 def logsumexp_reductions(definition: Definition) -> Definition:
-    """Replace each reduction sum(exp(u)) by exp(L), L = logsumexp(u): then log(sum(exp(u))) is L and
-    exp(z) / sum(exp(z)) is exp(z - L), shifted by the max, whatever the size of z."""
+    """Replace each reduction sum(exp(u)) by exp(m + L), m = max(u), L = log(sum(exp(u - m))): then
+    log(sum(exp(u))) is m + L and exp(z) / sum(exp(z)) is exp(z - m - L), whatever the size of z."""
     replacement: dict = {}
     reductions: list[Reduction] = []
     taken = {r.symbol.name for r in definition.reductions} | set(definition.symbols)
+
+    def fresh(stem: str) -> sympy.Symbol:
+        index = 0
+        while f"{stem}{index}" in taken:
+            index += 1
+        taken.add(f"{stem}{index}")
+        return sympy.Symbol(f"{stem}{index}", real=True)
+
     for r in definition.reductions:
         operand = r.operand.xreplace(replacement)
         if r.kind == "sum" and isinstance(operand, exp):
-            index = 0
-            while f"lse{index}" in taken:
-                index += 1
-            symbol = sympy.Symbol(f"lse{index}", real=True)
-            taken.add(symbol.name)
-            reductions.append(Reduction(symbol, "logsumexp", operand.args[0], r.axis))
-            replacement[r.symbol] = exp(symbol)
+            u = operand.args[0]
+            shift, lse = fresh("max"), fresh("lse")
+            reductions.append(Reduction(shift, "max", u, r.axis))
+            reductions.append(Reduction(lse, "logsumexp", u - shift, r.axis))
+            replacement[r.symbol] = exp(shift + lse)
         else:
             reductions.append(Reduction(r.symbol, r.kind, operand, r.axis))
     if not replacement:

@@ -85,7 +85,7 @@ class Case:
     arguments: tuple[tuple[str, str], ...]      # (name, domain), in the definition's order
     targets: tuple[str, ...]
     kind: str                                   # "element", "sample" (blocks per sample) or "batch" (axis=all)
-    reference: Callable[..., np.ndarray]        # (**args, **params) -> the loss values, as _elements shapes them
+    reference: Callable[..., np.ndarray]        # (**args, **params) -> the loss values, as values shapes them
     params: dict = field(default_factory=dict)  # passed by keyword, never the defaults
     shapes: dict = field(default_factory=dict)  # argument -> shape, default (N, C)
     kinks: Callable[..., list] = lambda **kw: []  # signed distances to kinks; each must take both signs
@@ -302,15 +302,15 @@ def test_signature(cid, backend, build):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cid", IDS)
 def test_loss_matches_numpy_formula(cid, backend, build, fw, rng):
-    """_elements gives one value per sample (or element, or one for the batch); loss is their mean."""
+    """values gives one value per sample (or element, or one for the batch); loss is their mean."""
     case = CASES[cid]
     mod = build(case.name, backend)
     args = make_inputs(case, rng)
     t = tensors(case, fw, args)
     expected = case.reference(**args, **case.params)
-    elements = fw.numpy(mod._elements(*t.values(), **case.params))
-    assert elements.shape == expected.shape, f"{cid}/{backend}: _elements shape {elements.shape}"
-    assert_close(elements, expected, rtol=EXACT, what=f"{cid}/{backend} _elements vs NumPy")
+    elements = fw.numpy(mod.values(*t.values(), **case.params))
+    assert elements.shape == expected.shape, f"{cid}/{backend}: values shape {elements.shape}"
+    assert_close(elements, expected, rtol=EXACT, what=f"{cid}/{backend} values vs NumPy")
     value = fw.numpy(mod.loss(*t.values(), **case.params))
     assert value.shape == ()
     assert_close(value, np.mean(expected), rtol=EXACT, what=f"{cid}/{backend} loss vs NumPy")

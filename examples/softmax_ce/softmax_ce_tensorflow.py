@@ -62,10 +62,17 @@ def _sum(x, axis):
     return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
 
 
-def _logsumexp(x, axis):
-    """log(sum(exp(x))), shifted by the max (tf.reduce_logsumexp)."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
     axes = _axes(len(x.shape), axis)
-    return tf.reduce_logsumexp(x, axis=axes, keepdims=True) if axes else x
+    m = tf.reduce_max(x, axis=axes, keepdims=True) if axes else x
+    return tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    axes = _axes(len(x.shape), axis)
+    return tf.math.log(tf.reduce_sum(tf.exp(x), axis=axes, keepdims=True)) if axes else x
 
 
 def _count(axis, ref, *context):
@@ -133,60 +140,68 @@ def _matvec(X, w):
     return tf.linalg.matvec(X, w) if len(w.shape) == 1 else tf.linalg.matmul(X, w)
 
 
-def _elements(y, z):
-    """The loss of every sample, broadcast: l(y, z)."""
-    lse0 = _logsumexp(z, 'sample')
-    sum0 = _sum(y*(-lse0 + z), 'sample')
+def values(y, z):
+    """The loss of every sample, l(y, z), broadcast (loss() reduces these)."""
+    max0 = _max(z, 'sample')
+    t0 = max0 - z
+    lse0 = _logsumexp(-t0, 'sample')
+    sum0 = _sum(y*(-lse0 - t0), 'sample')
     return _broadcast(-sum0, sum0)
 
 
 def loss(y, z):
     """The loss: the mean of l over all of its values."""
-    return _reduce(_elements(y, z))
+    return _reduce(values(y, z))
 
 
 def grad(y, z):
     """d loss / dz, shaped like the target."""
-    lse0 = _logsumexp(z, 'sample')
-    t0 = -lse0 + z
-    sum0 = _sum(t0*y, 'sample')
+    max0 = _max(z, 'sample')
+    t0 = max0 - z
+    lse0 = _logsumexp(-t0, 'sample')
+    t1 = -lse0 - t0
+    sum0 = _sum(t1*y, 'sample')
     w = _seed(z, sum0)
     d_sum0 = _collect(-w, sum0, sum0)
-    t1 = d_sum0*y
-    d_lse0 = _collect(-t1, lse0, lse0, y, z)
-    g_z_part = _collect(d_lse0*tf.exp(t0), z, z)
-    g_z_part_1 = _collect(t1, z, lse0, y, z)
+    t2 = d_sum0*y
+    d_lse0 = _collect(-t2, lse0, lse0, max0, y, z)
+    g_z_part = _collect(d_lse0*tf.exp(t1), z, max0, z)
+    g_z_part_1 = _collect(t2, z, lse0, max0, y, z)
     g_z = _collect(g_z_part + g_z_part_1, z, z)
     return g_z
 
 
 def value_and_grad(y, z):
     """(loss, grad) sharing their work."""
-    lse0 = _logsumexp(z, 'sample')
-    t0 = -lse0 + z
-    sum0 = _sum(t0*y, 'sample')
-    t1 = -sum0
+    max0 = _max(z, 'sample')
+    t0 = max0 - z
+    lse0 = _logsumexp(-t0, 'sample')
+    t1 = -lse0 - t0
+    sum0 = _sum(t1*y, 'sample')
+    t2 = -sum0
     w = _seed(z, sum0)
     d_sum0 = _collect(-w, sum0, sum0)
-    t2 = d_sum0*y
-    d_lse0 = _collect(-t2, lse0, lse0, y, z)
-    g_z_part = _collect(d_lse0*tf.exp(t0), z, z)
-    g_z_part_1 = _collect(t2, z, lse0, y, z)
+    t3 = d_sum0*y
+    d_lse0 = _collect(-t3, lse0, lse0, max0, y, z)
+    g_z_part = _collect(d_lse0*tf.exp(t1), z, max0, z)
+    g_z_part_1 = _collect(t3, z, lse0, max0, y, z)
     g_z = _collect(g_z_part + g_z_part_1, z, z)
-    return _reduce(_broadcast(t1, sum0)), g_z
+    return _reduce(_broadcast(t2, sum0)), g_z
 
 
 def hvp(y, z, v):
     """Hessian-vector product H v, shaped like the target."""
-    lse0 = _logsumexp(z, 'sample')
-    t0 = -lse0 + z
-    sum0 = _sum(t0*y, 'sample')
+    max0 = _max(z, 'sample')
+    t0 = max0 - z
+    lse0 = _logsumexp(-t0, 'sample')
+    t1 = -lse0 - t0
+    sum0 = _sum(t1*y, 'sample')
     w = _seed(z, sum0)
     d_sum0 = _collect(-w, sum0, sum0)
-    d_lse0 = _collect(-d_sum0*y, lse0, lse0, y, z)
-    t1 = tf.exp(t0)
-    dot_lse0 = _sum(t1*v, 'sample')
-    dot_g_z_part = _collect(-d_lse0*dot_lse0*t1 + d_lse0*t1*v, z, z)
+    d_lse0 = _collect(-d_sum0*y, lse0, lse0, max0, y, z)
+    t2 = tf.exp(t1)
+    dot_lse0 = _sum(t2*v, 'sample')
+    dot_g_z_part = _collect(-d_lse0*dot_lse0*t2 + d_lse0*t2*v, z, max0, z)
     dot_g_z = _collect(dot_g_z_part, z, z)
     return dot_g_z
 
@@ -227,7 +242,7 @@ class SoftmaxCeLoss(tf.keras.losses.Loss):
     def call(self, y, z):
         z = tf.convert_to_tensor(z)
         y = tf.cast(y, z.dtype)
-        l = _elements(y, z)
+        l = values(y, z)
         rank = len(l.shape)
         return tf.reduce_mean(l, axis=list(range(1, rank))) if rank > 1 else l
 

@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 
 import sympy
 from sympy import S
+from sympy.core.mul import _keep_coeff
 from sympy.printing.precedence import PRECEDENCE
 from sympy.codegen.cfunctions import expm1, log1p
 
@@ -142,6 +143,33 @@ class ArrayPrinterMixin:
             return f"1/{self.parenthesize(base, pow_prec)}**{-exponent}"
         # Python's ** works on arrays and tensors of every backend; the exponent stays a Python number.
         return f"{self.parenthesize(base, pow_prec, strict=True)}**{self.parenthesize(exponent, pow_prec, strict=True)}"
+
+    def _print_Mul(self, expr):
+        """Denominators as successive divisions: y/p**2 prints y/p/p, so y = 0 gives 0 even where p**2
+        underflows, and nothing overflows that the true value does not."""
+        original = expr
+        c, rest = expr.as_coeff_Mul()
+        sign = ""
+        if c < 0:
+            expr, sign = _keep_coeff(-c, rest), "-"
+        numerator, denominator = [], []
+        for factor in expr.as_ordered_factors():
+            if factor.is_Pow and factor.exp.is_Rational and factor.exp.is_negative:
+                power = -factor.exp
+                if power.is_Integer and power <= 4:
+                    denominator.extend([factor.base] * int(power))
+                else:
+                    denominator.append(sympy.Pow(factor.base, power, evaluate=False))
+            else:
+                numerator.append(factor)
+        if not denominator:
+            return super()._print_Mul(original)
+        prec = PRECEDENCE["Mul"]
+        if len(numerator) == 1 and sign:
+            top = self.parenthesize(numerator[0], 0.5 * (PRECEDENCE["Pow"] + PRECEDENCE["Mul"]))
+        else:
+            top = "*".join(self.parenthesize(f, prec) for f in numerator) if numerator else "1"
+        return sign + top + "".join("/" + self.parenthesize(d, prec, strict=True) for d in denominator)
 
     def _print_Rational(self, expr):
         return f"{expr.p}/{expr.q}"

@@ -140,14 +140,17 @@ def _sum(x, axis):
     return np.sum(x, axis=_axes(np.ndim(x), axis), keepdims=True)
 
 
-def _logsumexp(x, axis):
-    """log(sum(exp(x))), shifted by the max so that it neither overflows nor underflows."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
     axes = _axes(np.ndim(x), axis)
-    if not axes:
-        return x
-    m = np.max(x, axis=axes, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    return m + np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True))
+    m = np.max(x, axis=axes, keepdims=True) if axes else x
+    return np.where(np.isfinite(m), m, 0)
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    axes = _axes(np.ndim(x), axis)
+    return np.log(np.sum(np.exp(x), axis=axes, keepdims=True)) if axes else x
 
 
 def _count(axis, ref, *context):

@@ -64,8 +64,8 @@ def _hessian_blocks(hvp, targets, per_sample):
 ''',
     "_softplus": '''
 def _softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact for large |x|."""
-    return tf.maximum(x, 0) + tf.math.log1p(tf.exp(-tf.abs(x)))
+    """log(1 + exp(x)) (tf.nn.softplus: stable for large |x|, and its autodiff is sigmoid)."""
+    return tf.nn.softplus(x)
 ''',
     "_matvec": '''
 def _matvec(X, w):
@@ -125,10 +125,17 @@ def _sum(x, axis):
     return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
 
 
-def _logsumexp(x, axis):
-    """log(sum(exp(x))), shifted by the max (tf.reduce_logsumexp)."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
     axes = _axes(len(x.shape), axis)
-    return tf.reduce_logsumexp(x, axis=axes, keepdims=True) if axes else x
+    m = tf.reduce_max(x, axis=axes, keepdims=True) if axes else x
+    return tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    axes = _axes(len(x.shape), axis)
+    return tf.math.log(tf.reduce_sum(tf.exp(x), axis=axes, keepdims=True)) if axes else x
 
 
 def _count(axis, ref, *context):
@@ -230,7 +237,7 @@ class {spec.class_name}(tf.keras.losses.Loss):
     def call(self, {y_true}, {y_pred}):
         {y_pred} = tf.convert_to_tensor({y_pred})
         {y_true} = tf.cast({y_true}, {y_pred}.dtype)
-        l = _elements({y_true}, {y_pred}{call_kw})
+        l = values({y_true}, {y_pred}{call_kw})
         rank = len(l.shape)
         return {per_sample}(l, axis=list(range(1, rank))) if rank > 1 else l
 

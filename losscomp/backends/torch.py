@@ -57,8 +57,8 @@ def _hessian_blocks(hvp, targets, per_sample):
 ''',
     "_softplus": '''
 def _softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact for large |x| (no threshold)."""
-    return torch.clamp(x, min=0) + torch.log1p(torch.exp(-torch.abs(x)))
+    """log(1 + exp(x)) = logaddexp(x, 0): exact for large |x| (no threshold), and its autodiff is sigmoid."""
+    return torch.logaddexp(x, torch.zeros_like(x))
 ''',
     "_matvec": '''
 def _matvec(X, w):
@@ -110,10 +110,17 @@ def _sum(x, axis):
     return torch.sum(x, dim=axes, keepdim=True) if axes else x
 
 
-def _logsumexp(x, axis):
-    """log(sum(exp(x))), shifted by the max (torch.logsumexp)."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
     axes = _axes(x.dim(), axis)
-    return torch.logsumexp(x, dim=axes, keepdim=True) if axes else x
+    m = torch.amax(x, dim=axes, keepdim=True) if axes else x
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    axes = _axes(x.dim(), axis)
+    return torch.log(torch.sum(torch.exp(x), dim=axes, keepdim=True)) if axes else x
 
 
 def _count(axis, ref, *context):

@@ -300,9 +300,9 @@ class _Backend:
     def run(self) -> None:
         t, b = self.truth, self.name
         mp = "mpmath (50 digits)"
-        if hasattr(self.module, "_elements"):
+        if hasattr(self.module, "values"):
             self.guard("loss per value", mp, lambda: self.table.add(
-                b, "loss per value", mp, self.call("_elements"), t.values, t.values_ok))
+                b, "loss per value", mp, self.call("values"), t.values, t.values_ok))
         self.guard("loss", mp, lambda: self.table.add(b, "loss", mp, self.call("loss"), t.reduced, t.reduced_ok))
         grads = self.guard("grad", mp, lambda: self._tuple(self.call("grad")))
         if grads is not None:
@@ -374,12 +374,12 @@ class _Backend:
             self.table.add(self.name, f"hvp {target}", "mpmath H v", got[i], expected, ok)
 
     def _elements_at(self, inputs):
-        return np.asarray(self.call("_elements", inputs), np.float64)
+        return np.asarray(self.call("values", inputs), np.float64)
 
     def _differences(self, grads):
         """Emitted grad (and hessian) against float64 central differences of the emitted loss (grad)."""
-        if not hasattr(self.module, "_elements"):
-            self.table.skip(self.name, "grad", "float64 differences", "the module has no _elements")
+        if not hasattr(self.module, "values"):
+            self.table.skip(self.name, "grad", "float64 differences", "the module has no values")
             return
         elementwise = self.truth.oracle.elementwise
         if not elementwise and any(r.axis == "all" for r in self.truth.oracle.model.reductions.values()):

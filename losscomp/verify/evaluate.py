@@ -89,6 +89,9 @@ class FloatKit:
         if kind == "logsumexp":
             m = np.max(x, axis=axes, keepdims=True)
             return m + np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True))
+        if kind == "max":  # the shift of a logsumexp; its value cancels, so any finite one will do
+            m = np.max(x, axis=axes, keepdims=True)
+            return np.where(np.isfinite(m), m, 0.0)
         raise NotImplementedError(kind)
 
     def constant(self, value: float, shape: tuple[int, ...]):
@@ -207,6 +210,14 @@ class MpKit:
                 values = list(rows[index])
                 m = max(values)
                 out[index] = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in values))
+            return np.expand_dims(out, axes)
+        if kind == "max":  # the shift of a logsumexp; its value cancels, so any finite one will do
+            moved = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+            rows = moved.reshape(moved.shape[:moved.ndim - len(axes)] + (-1,))
+            out = np.empty(rows.shape[:-1], dtype=object)
+            for index in np.ndindex(out.shape):
+                m = max(rows[index])
+                out[index] = m if mpmath.isfinite(m) else mpmath.mpf(0)
             return np.expand_dims(out, axes)
         raise NotImplementedError(kind)
 
