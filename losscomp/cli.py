@@ -73,6 +73,15 @@ def _cmd_derive(args) -> int:
     return EXIT_OK
 
 
+def _cmd_plot(args) -> int:
+    from .plot import plot
+
+    out = plot([_read_source(source) for source in args.sources], args.output, gradient=args.gradient,
+               span=tuple(args.range), params=_params(args.param), title=args.title)
+    print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_list(args) -> int:
     from . import catalog
 
@@ -164,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(run=_cmd_check)
+
+    p = commands.add_parser("plot", help="draw losses and their gradients against the prediction",
+                            description="Draw elementwise losses (catalog names, formulas or .loss files) and, "
+                                        "with --gradient, their derivatives, as computed by the emitted NumPy code.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.add_argument("-o", "--output", required=True, help="image file (.png, .svg or .pdf)")
+    p.add_argument("--gradient", action="store_true", help="add a panel with the derivative")
+    p.add_argument("--range", nargs=2, type=float, default=(-3.0, 3.0), metavar=("LOW", "HIGH"),
+                   help="prediction range for real-valued targets (default -3 3)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter (repeatable)")
+    p.add_argument("--title")
+    p.set_defaults(run=_cmd_plot)
     return parser
 
 

@@ -38,3 +38,17 @@ def test_plot_writes_a_png(tmp_path):
 def test_per_sample_losses_are_refused():
     with pytest.raises(losscomp.LossError, match="elementwise"):
         curves(losscomp.compile("softmax_ce"))
+
+
+def test_cli_plot(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "seed.png"
+    result = subprocess.run([sys.executable, "-m", "losscomp", "plot", "mse", "mae", "huber", "--gradient",
+                             "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    refused = subprocess.run([sys.executable, "-m", "losscomp", "plot", "softmax_ce", "-o", str(out)],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "elementwise" in refused.stderr and "Traceback" not in refused.stderr
