@@ -29,7 +29,15 @@ class ArrayPrinterMixin:
 
     ALIAS: str = ""                  # 'np', 'torch', 'tf'
     MODULE: str = ""                 # what `ALIAS` is imported from
-    FUNCTIONS: Mapping[str, str] = {}  # language function -> format with {0}, {1}, ... and {m} for ALIAS
+    # language function -> format with {0}, {1}, ... and {m} for ALIAS; a backend overrides what differs
+    FUNCTIONS: Mapping[str, str] = {
+        **{name: "{m}.%s({0})" % name for name in (
+            "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sinh", "cosh", "abs", "sign",
+            "sigmoid", "erf", "lgamma", "digamma")},
+        "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
+        "relu": "{m}.relu({0})", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
+        "xlogy": "{m}.xlogy({0}, {1})", "softplus": "_softplus({0})",
+    }
     WHERE = "{m}.where({0}, {1}, {2})"
     FILL_LIKE = "{m}.asarray({1}, dtype={0}.dtype)"  # the scalar {1} with the dtype of {0}, no shape
     SCALAR_BRANCH: str | None = None       # for frameworks whose where() will not convert a scalar

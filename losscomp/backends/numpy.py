@@ -11,13 +11,9 @@ class NumPyLossPrinter(ArrayPrinterMixin, NumPyPrinter):
     ALIAS = "np"
     MODULE = "numpy"
     FUNCTIONS = {
-        "exp": "{m}.exp({0})", "log": "{m}.log({0})", "log1p": "{m}.log1p({0})", "expm1": "{m}.expm1({0})",
-        "sqrt": "{m}.sqrt({0})", "sin": "{m}.sin({0})", "cos": "{m}.cos({0})", "tanh": "{m}.tanh({0})",
-        "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})", "sign": "{m}.sign({0})",
-        "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
-        "relu": "{m}.maximum({0}, 0)", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "xlogy": "_xlogy({0}, {1})", "sigmoid": "_sigmoid({0})", "softplus": "_softplus({0})",
-        "erf": "_erf({0})", "lgamma": "_lgamma({0})", "digamma": "_digamma({0})",
+        **ArrayPrinterMixin.FUNCTIONS,
+        "relu": "{m}.maximum({0}, 0)", "xlogy": "_xlogy({0}, {1})", "sigmoid": "_sigmoid({0})",
+        "erf": "_erf({0})", "lgamma": "_lgamma({0})", "digamma": "_digamma({0})",  # NumPy has none of these
     }
 
 

@@ -15,13 +15,9 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
     # In a graph, tf.where converts a Python number to float32 whatever its other operand is.
     SCALAR_BRANCH = "_as({1}, {0})"
     FUNCTIONS = {
-        "exp": "{m}.exp({0})", "log": "{m}.math.log({0})", "log1p": "{m}.math.log1p({0})",
-        "expm1": "{m}.math.expm1({0})", "sqrt": "{m}.sqrt({0})", "sin": "{m}.sin({0})", "cos": "{m}.cos({0})",
-        "tanh": "{m}.tanh({0})", "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})",
-        "sign": "{m}.sign({0})", "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
-        "relu": "{m}.nn.relu({0})", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "xlogy": "{m}.math.xlogy({0}, {1})", "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
-        "erf": "{m}.math.erf({0})", "lgamma": "{m}.math.lgamma({0})", "digamma": "{m}.math.digamma({0})",
+        **ArrayPrinterMixin.FUNCTIONS,
+        **{name: "{m}.math.%s({0})" % name for name in ("log", "log1p", "expm1", "erf", "lgamma", "digamma")},
+        "relu": "{m}.nn.relu({0})", "xlogy": "{m}.math.xlogy({0}, {1})",
     }
     LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}
 

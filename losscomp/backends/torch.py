@@ -12,15 +12,6 @@ class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
     ALIAS = "torch"
     MODULE = "torch"
     FILL_LIKE = "{m}.as_tensor({1}, dtype={0}.dtype, device={0}.device)"
-    FUNCTIONS = {
-        "exp": "{m}.exp({0})", "log": "{m}.log({0})", "log1p": "{m}.log1p({0})", "expm1": "{m}.expm1({0})",
-        "sqrt": "{m}.sqrt({0})", "sin": "{m}.sin({0})", "cos": "{m}.cos({0})", "tanh": "{m}.tanh({0})",
-        "sinh": "{m}.sinh({0})", "cosh": "{m}.cosh({0})", "abs": "{m}.abs({0})", "sign": "{m}.sign({0})",
-        "maximum": "{m}.maximum({0}, {1})", "minimum": "{m}.minimum({0}, {1})",
-        "relu": "{m}.relu({0})", "clip": "{m}.minimum({m}.maximum({0}, {1}), {2})",
-        "xlogy": "{m}.xlogy({0}, {1})", "sigmoid": "{m}.sigmoid({0})", "softplus": "_softplus({0})",
-        "erf": "{m}.erf({0})", "lgamma": "{m}.lgamma({0})", "digamma": "{m}.digamma({0})",
-    }
 
     def __init__(self, tensors=(), reference=None):
         super().__init__(tensors, reference)
