@@ -4,10 +4,11 @@ Write a loss as mathematics; get its exact gradient and Hessian and standalone N
 TensorFlow code for all three.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from .compiler import BACKENDS, REDUCTIONS, CompiledLoss, compile  # noqa: E402
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .compiler import BACKENDS, REDUCTIONS, CompiledLoss, compile
+from .errors import (
     LossDefinitionError,
     LossDerivationError,
     LossError,
@@ -15,8 +16,18 @@ from .errors import (  # noqa: E402
     LossOptionError,
     LossSyntaxError,
 )
-from .fit import FitResult, NewtonNotApplicableError, fit_linear  # noqa: E402
-from .verify import check  # noqa: E402
+
+# Loaded on first use: they need NumPy (and, to check framework code, the framework); the compiler does not.
+_LAZY = {"FitResult": ".fit", "NewtonNotApplicableError": ".fit", "fit_linear": ".fit", "check": ".verify"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'losscomp' has no attribute {name!r}")
+
 
 __all__ = [
     "BACKENDS",

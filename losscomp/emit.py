@@ -16,7 +16,8 @@ from typing import Sequence
 
 import sympy
 
-from . import __version__, display
+from . import display
+from ._version import __version__
 from .backends.base import ArrayPrinterMixin, Backend
 from .canonical import KINK_CONVENTION
 from .derive import Program, Step

@@ -43,8 +43,11 @@ class ArrayPrinterMixin:
     SCALAR_BRANCH: str | None = None       # for frameworks whose where() will not convert a scalar
     LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}
 
+    SETTINGS: Mapping[str, object] = {}  # extra settings of the SymPy printer (pinned framework versions)
+
     def __init__(self, tensors=(), reference: str | None = None):
-        super().__init__({"fully_qualified_modules": True, "strict": True, "allow_unknown_functions": False})
+        super().__init__({"fully_qualified_modules": True, "strict": True, "allow_unknown_functions": False,
+                          **self.SETTINGS})
         self.tensors = set(tensors)
         self.reference = reference
         self.helpers_used: set[str] = set()

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from sympy.printing.tensorflow import TensorflowPrinter
-
+from . import sympy_printer_module
 from .base import ArrayPrinterMixin, Backend
+
+TensorflowPrinter = sympy_printer_module("tensorflow", "tensorflow").TensorflowPrinter
 
 
 class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
@@ -21,9 +22,7 @@ class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
     }
     LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}
 
-    def __init__(self, tensors=(), reference=None):
-        super().__init__(tensors, reference)
-        self._settings["tensorflow_version"] = "2.16"  # printing never depends on the installed TF
+    SETTINGS = {"tensorflow_version": "2.16"}  # printing never depends on the installed TensorFlow
 
 
 HELPERS = {

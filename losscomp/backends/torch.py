@@ -3,18 +3,18 @@ backward is the symbolic gradient and an nn.Module."""
 
 from __future__ import annotations
 
-from sympy.printing.pytorch import TorchPrinter
-
+from . import sympy_printer_module
 from .base import ArrayPrinterMixin, Backend
+
+TorchPrinter = sympy_printer_module("pytorch", "torch").TorchPrinter
 
 
 class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
     ALIAS = "torch"
     MODULE = "torch"
     FILL_LIKE = "{m}.as_tensor({1}, dtype={0}.dtype, device={0}.device)"
+    SETTINGS = {"torch_version": "2.2"}  # printing never depends on the installed torch
 
-    def __init__(self, tensors=(), reference=None):
-        super().__init__(tensors, reference)
 
 
 HELPERS = {
