@@ -133,7 +133,7 @@ class CompiledLoss:
 
         def stable(program: Program) -> Program:
             return Program(tuple(replace(step, expr=printable(step.expr)) for step in program.steps),
-                           tuple(printable(sympy.sympify(o)) for o in program.outputs))
+                           tuple(printable(o) for o in program.outputs))
 
         return emit.Spec(
             name=self.name, source=self.definition.text,

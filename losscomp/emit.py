@@ -90,7 +90,7 @@ def _literal(value: float) -> str:
 
 def _needed(steps: Sequence[Step], outputs: Sequence[sympy.Expr]) -> list[Step]:
     """The steps the outputs depend on, in program order."""
-    wanted = set().union(*(sympy.sympify(o).free_symbols for o in outputs)) if outputs else set()
+    wanted = set().union(*(o.free_symbols for o in outputs)) if outputs else set()
     keep = []
     for step in reversed(steps):
         if step.symbol in wanted:
@@ -119,7 +119,7 @@ class _Body:
             named.append((sympy.Symbol(name, real=True), display.with_names(value, spec.bindings[:index])))
             taken.add(name)
         exprs = [display.with_names(s.expr, spec.bindings) for s in steps]
-        outs = [display.with_names(sympy.sympify(o), spec.bindings) for o in outputs]
+        outs = [display.with_names(o, spec.bindings) for o in outputs]
         replacements, reduced = sympy.cse(exprs + outs, symbols=self._fresh(taken), order="canonical")
         renamed: dict[sympy.Symbol, sympy.Symbol] = {}
         pending: list[tuple[sympy.Symbol, sympy.Expr]] = []

@@ -28,7 +28,7 @@ class sigmoid(Function):  # noqa: N801 - printed by name
     nargs = 1
 
     @classmethod
-    def eval(cls, x):
+    def eval(cls, x):  # safe: SymPy's automatic-simplification hook, not Python's eval
         if x.is_zero:
             return S.Half
 
@@ -58,7 +58,7 @@ class softplus(Function):  # noqa: N801
     nargs = 1
 
     @classmethod
-    def eval(cls, x):
+    def eval(cls, x):  # safe: SymPy's automatic-simplification hook, not Python's eval
         if x.is_zero:
             return log(2)
 
@@ -87,7 +87,7 @@ class relu(Function):  # noqa: N801
     nargs = 1
 
     @classmethod
-    def eval(cls, x):
+    def eval(cls, x):  # safe: SymPy's automatic-simplification hook, not Python's eval
         if x.is_nonnegative:
             return x
         if x.is_nonpositive:
