@@ -11,6 +11,30 @@ its derivatives are assembled from the emitted NumPy module, with the penalties 
     grad F = X^T grad(y, X @ w) + 2 l2 w (+ l1 sign(w))
     hess F = newton_hessian(X, y, w) + 2 l2 I              (= X^T diag(l'') X / n + 2 l2 I)
 
+Vector outputs. When the model has k outputs, `target = X @ W` with W of shape (d, k), and the
+methods work on vec(W) in the row-major order of W: grad F = X^T grad(y, X @ W) + 2 l2 W, and
+newton_hessian gives the (d k, d k) matrix sum_i (x_i x_i^T) (x) H_i / n from the per-sample blocks
+H_i of a per-sample loss (softmax regression: softmax_ce, sparse_softmax_ce), or the block-diagonal
+matrix of a multi-output elementwise loss (mse with a target of k columns). k comes from `classes=`,
+else from the labels: max label + 1 for `index` labels, y.shape[1] for `simplex` or `onehot` rows
+and for the (n, k) targets of an elementwise loss.
+
+Softmax regression, and any loss whose value does not change when the same constant is added to
+all k outputs of a sample, has a singular Hessian: W and W + v 1^T (any v in R^d) give the same
+probabilities, so vec(W) has a d-dimensional flat direction. `fit_linear` checks for that
+invariance numerically (the per-sample blocks' row sums H_i 1 vanish) and then
+
+- with l2 > 0 fits W itself: the penalty makes the Hessian positive definite, and the solution has
+  rows that sum to zero (the penalty picks the smallest of the equivalent W);
+- with l2 = 0 fixes a reference class, W[:, r] = 0 with r = `reference_class` (class 0 unless
+  given), and solves for the other k - 1 columns, as statsmodels' MNLogit and R's nnet::multinom
+  do. The maximum-likelihood W is unique only up to the shift; differences of columns
+  W[:, j] - W[:, m] and the fitted probabilities are the same in every parameterization.
+
+Either method uses the same parameterization; a `w0` is shifted so that its reference column is
+zero (the same model). `reference_class=` with l2 > 0 fits the constrained model instead; for a
+loss without the invariance it is refused.
+
 Newton's method (`method="newton"`): the direction solves hess F p = -grad F by a Cholesky
 factorization (never an explicit inverse); the step t p takes the first t in 1, 1/2, 1/4, ... that
 passes Armijo's test F(w + t p) <= F(w) + c1 t grad F . p. It applies to a loss whose curvature is
@@ -23,7 +47,9 @@ positive where the fit is; it refuses, with `NewtonNotApplicableError`,
   l'' < 0; huber with too few residuals inside delta, where the matrix is singular), decided by the
   Cholesky factorization failing;
 - an L1 penalty: |w| has no second derivative at 0, where the solution's zeros sit (a proximal
-  Newton method would need an inner solver). Use `method="gd"`, which handles l1 exactly.
+  Newton method would need an inner solver). Use `method="gd"`, which handles l1 exactly;
+- a loss with a reduction over the whole batch (axis=all, such as dice; the module's KIND is
+  'whole_batch'): its Hessian in w is not a sum over samples, and the module has no newton_hessian.
 
 Gradient descent (`method="gd"`) is proximal gradient (ISTA): w+ = soft_threshold(w - t g, t l1),
 with a fixed `step_size`, or by default backtracking on the sufficient-decrease test of Beck and
@@ -95,8 +121,11 @@ class Iteration:
 class FitResult:
     """The outcome of `fit_linear`.
 
-    `history[k]` describes iterate k, from the start (k = 0) to the last (k = n_iter), so it has
-    n_iter + 1 entries; `message` says why the iteration stopped.
+    `w` has shape (d,) for one output and (d, k) for k outputs. `history[k]` describes iterate k,
+    from the start (k = 0) to the last (k = n_iter), so it has n_iter + 1 entries; the gradient
+    norms are those of the free coefficients (all but the reference column, when there is one).
+    `reference_class` is the class whose column of w was held at zero (softmax regression without
+    l2), else None. `message` says why the iteration stopped.
     """
 
     w: np.ndarray
@@ -106,6 +135,7 @@ class FitResult:
     method: str
     loss_name: str
     message: str
+    reference_class: int | None = None
 
     @property
     def loss(self) -> float:
@@ -127,8 +157,11 @@ class FitResult:
     def __repr__(self) -> str:
         state = "converged" if self.converged else "not converged"
         iterations = "iteration" if self.n_iter == 1 else "iterations"
+        shape = f"d={self.w.size}" if self.w.ndim == 1 else f"d={self.w.shape[0]}, k={self.w.shape[1]}"
+        if self.reference_class is not None:
+            shape += f", reference_class={self.reference_class}"
         return (f"FitResult({self.loss_name}, method={self.method!r}, {state} after {self.n_iter} "
-                f"{iterations}: loss={self.loss:.10g}, grad_norm={self.grad_norm:.3g}, d={self.w.size})")
+                f"{iterations}: loss={self.loss:.10g}, grad_norm={self.grad_norm:.3g}, {shape})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +173,14 @@ class _Prepared:
     compiled: CompiledLoss
     module: types.ModuleType
     flat_curvature: bool          # l'' is identically zero off the kinks
+
+    @property
+    def kind(self) -> str:
+        """'elementwise', 'per_sample' or 'whole_batch' (the module's KIND)."""
+        return getattr(self.module, "KIND", "elementwise")
+
+    def domain(self, argument: str) -> str:
+        return next(a.domain for a in self.compiled.definition.arguments if a.name == argument)
 
 
 def _pieces(expr: sympy.Expr) -> list[sympy.Expr]:
@@ -198,23 +239,57 @@ def _compiled(loss: CompiledLoss | str) -> CompiledLoss:
 # ---------------------------------------------------------------------------------------------
 
 class _Objective:
-    """F(w) = L(inputs, X @ w) + l1 |w|_1 + l2 |w|^2 from the emitted module's loss, value_and_grad,
-    hessian and newton_hessian."""
+    """F(theta) = L(inputs, X @ W) + l1 |theta|_1 + l2 |theta|^2 from the emitted module's loss,
+    value_and_grad, hessian and newton_hessian.
+
+    theta is the flat vector of free coefficients: w itself for one output; for k outputs vec(W)
+    in the row-major order of W (d, k), without the reference column when there is one (that
+    column of W is then zero, so |theta| = |W|)."""
 
     def __init__(self, prepared: _Prepared, X: np.ndarray, inputs: dict[str, np.ndarray],
-                 params: dict[str, float], l1: float, l2: float):
+                 params: dict[str, float], l1: float, l2: float, k: int | None = None,
+                 reference: int | None = None):
         self.mod = prepared.module
+        self.kind = prepared.kind
         self.X = X
         self.params = params
         self.l1 = l1
         self.l2 = l2
+        self.k = k
+        self.reference = reference
         self.target = self.mod.TARGETS[0]
         self.arguments = tuple(self.mod.ARGUMENTS)
         self.others = [inputs[a] for a in self.arguments if a != self.target]
+        d = X.shape[1]
+        if k is not None and reference is not None:
+            self.keep: np.ndarray | None = np.array([j for j in range(k) if j != reference])
+            # positions of the free coefficients in vec(W), row-major
+            self.free = (np.arange(d)[:, None] * k + self.keep[None, :]).ravel()
+        else:
+            self.keep = self.free = None
 
     def _args(self, z: np.ndarray) -> list[np.ndarray]:
         others = iter(self.others)
         return [z if a == self.target else next(others) for a in self.arguments]
+
+    def weights(self, theta: np.ndarray) -> np.ndarray:
+        """w (d,) or W (d, k) from the free coefficients."""
+        if self.k is None:
+            return theta
+        d = self.X.shape[1]
+        if self.keep is None:
+            return theta.reshape(d, self.k)
+        W = np.zeros((d, self.k))
+        W[:, self.keep] = theta.reshape(d, self.keep.size)
+        return W
+
+    def free_coefficients(self, W: np.ndarray) -> np.ndarray:
+        """theta from w or W; with a reference column r, W - W[:, r] 1^T first (the same model)."""
+        if self.k is None:
+            return W
+        if self.keep is None:
+            return W.ravel()
+        return (W - W[:, [self.reference]])[:, self.keep].ravel()
 
     def penalty(self, w: np.ndarray) -> float:
         return self.l1 * float(np.sum(np.abs(w))) + self.l2 * float(w @ w)
@@ -222,24 +297,58 @@ class _Objective:
     def smooth(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """The smooth part (loss + l2 term) and its gradient; non-finite values come back as inf."""
         with np.errstate(all="ignore"):     # a trial point outside the domain: rejected below
-            value, g = self.mod.value_and_grad(*self._args(self.X @ w), **self.params)
+            value, g = self.mod.value_and_grad(*self._args(self.X @ self.weights(w)), **self.params)
             value = float(value) + self.l2 * float(w @ w)
-            grad = self.X.T @ np.asarray(g, dtype=np.float64) + 2 * self.l2 * w
+            G = self.X.T @ np.asarray(g, dtype=np.float64)
+            if self.keep is not None:
+                G = G[:, self.keep]
+            grad = G.ravel() + 2 * self.l2 * w
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):
             return math.inf, grad
         return value, grad
 
     def hessian(self, w: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            H = np.array(self.mod.newton_hessian(self.X, *self.others, w, **self.params), dtype=np.float64)
+            H = np.asarray(self.mod.newton_hessian(self.X, *self.others, self.weights(w), **self.params),
+                           dtype=np.float64)
+        H = H[np.ix_(self.free, self.free)] if self.free is not None else H.copy()
         H[np.diag_indices_from(H)] += 2 * self.l2
         return H
 
     def curvature(self, w: np.ndarray) -> np.ndarray:
-        """l'' per sample (with the reduction's 1/n), to explain a failed factorization."""
+        """l'' per sample (with the reduction's 1/n), (n,); per sample and output, (n, k), for an
+        elementwise loss with k outputs; the Hessian blocks H_i, (n, k, k), of a per-sample loss.
+        To explain a failed factorization."""
         with np.errstate(all="ignore"):
-            h = self.mod.hessian(*self._args(self.X @ w), **self.params)
-        return np.broadcast_to(np.asarray(h, dtype=np.float64), (self.X.shape[0],))
+            h = np.asarray(self.mod.hessian(*self._args(self.X @ self.weights(w)), **self.params),
+                           dtype=np.float64)
+        n = self.X.shape[0]
+        if self.k is None:
+            return np.broadcast_to(h, (n,))
+        if self.kind == "per_sample":
+            return np.broadcast_to(h, (n, self.k, self.k))
+        return np.broadcast_to(h, (n, self.k))
+
+
+def shift_invariant(module: types.ModuleType, arguments: list[np.ndarray], target: int,
+                    params: Mapping[str, float] | None = None) -> bool:
+    """True when the per-sample loss does not change if the same constant is added to every output of
+    a sample (softmax: log_softmax(z + c) = log_softmax(z)), judged numerically: the rows of every
+    per-sample Hessian block H_i sum to zero, at the given target and at a random point near it.
+    `arguments` are the module's arguments in order, `target` the index of the (n, k) target."""
+    z = np.asarray(arguments[target], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    for point in (z, z + rng.normal(size=z.shape)):
+        args = list(arguments)
+        args[target] = point
+        with np.errstate(all="ignore"):
+            blocks = np.asarray(module.hessian(*args, **dict(params or {})), dtype=np.float64)
+        if blocks.ndim != 3 or not np.all(np.isfinite(blocks)):
+            return False
+        scale = float(np.max(np.abs(blocks))) if blocks.size else 0.0
+        if not scale > 0 or float(np.max(np.abs(blocks.sum(axis=-1)))) > 1e-9 * scale:
+            return False
+    return True
 
 
 def _min_norm_subgradient(g: np.ndarray, w: np.ndarray, l1: float) -> np.ndarray:
@@ -368,32 +477,54 @@ def _cholesky_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     return cho_solve(factor, g, check_finite=False)
 
 
+def _curvature_counts(objective: _Objective, w: np.ndarray) -> tuple[int, int, int, int, str, str]:
+    """(non-finite, negative, zero, total, unit, curvature) for the error messages: how many samples
+    (or, for an elementwise loss with k outputs, sample-output values) have a non-finite, a negative
+    or a zero curvature; what they are called; and what their curvature is called."""
+    h = objective.curvature(w)
+    finite = np.isfinite(h)
+    if h.ndim == 3:                                           # per-sample blocks H_i
+        bad = ~np.all(finite, axis=(1, 2))
+        eig = np.linalg.eigvalsh(np.where(finite, h, 0.0))
+        scale = max(float(np.max(np.abs(eig))) if eig.size else 0.0, np.finfo(np.float64).tiny)
+        negative = ~bad & np.any(eig < -1e-12 * scale, axis=1)
+        zero = ~bad & np.all(h == 0, axis=(1, 2))
+        return (int(bad.sum()), int(negative.sum()), int(zero.sum()), h.shape[0], "samples",
+                "per-sample Hessian block H_i")
+    unit = "samples" if h.ndim == 1 else f"(sample, output) values ({h.shape[0]} x {h.shape[1]})"
+    return (int(np.sum(~finite)), int(np.sum(h < 0)), int(np.sum(h == 0)), h.size, unit, "l''")
+
+
 def _not_positive_definite(objective: _Objective, name: str, H: np.ndarray, w: np.ndarray,
                            k: int) -> NewtonNotApplicableError:
-    """Why the factorization failed, in terms of the samples' curvature l''."""
-    h = objective.curvature(w)
-    n = h.size
+    """Why the factorization failed, in terms of the samples' curvature l'' (or blocks H_i)."""
+    bad, negative, zero, n, unit, curvature = _curvature_counts(objective, w)
+    blocks = curvature != "l''"
     alternative = _ALTERNATIVES.get(name, _GENERIC_ALTERNATIVE)
     if not np.all(np.isfinite(H)):
         what = "is not finite"
-        why = f"l'' is not finite for {int(np.sum(~np.isfinite(h)))} of {n} samples"
+        why = f"{curvature} is not finite for {bad} of {n} {unit}"
         hint = "Start inside the loss's domain, closer to the solution (w0=), or use method='gd'."
     else:
         eig = np.linalg.eigvalsh(H)
         scale = max(float(np.max(np.abs(eig))), np.finfo(np.float64).tiny)
         if eig[0] < -1e-12 * scale:
             what = f"is indefinite (eigenvalues from {eig[0]:.3g} to {eig[-1]:.3g})"
-            why = (f"{int(np.sum(h < 0))} of {n} samples have negative curvature l'' < 0 there: the loss "
-                   f"is not convex where the fit is, as a redescending loss is far from its minimum")
+            why = (f"{negative} of {n} {unit} have "
+                   + ("a block H_i with a negative eigenvalue" if blocks else "negative curvature l'' < 0")
+                   + " there: the loss is not convex where the fit is, as a redescending loss is far from "
+                     "its minimum")
             hint = (f"Start closer to the solution (w0=, e.g. from a huber fit), use method='gd', "
                     f"or a convex loss: {alternative}.")
         else:
-            zero = int(np.sum(h == 0))
             what = f"is singular (eigenvalues from {eig[0]:.3g} to {eig[-1]:.3g})"
-            why = (f"{zero} of {n} samples have zero curvature l'' = 0 there"
+            why = (f"{zero} of {n} {unit} have "
+                   + ("a zero Hessian block H_i" if blocks else "zero curvature l'' = 0") + " there"
                    + (", and the others do not determine w (too few, or X has dependent columns)"
                       if zero < n else ""))
-            hint = (f"Add an L2 penalty (l2 > 0), start closer to the solution (w0=), use method='gd', "
+            hint = ("Add an L2 penalty (l2 > 0), drop dependent columns of X, start closer to the solution "
+                    "(w0=), or use method='gd'." if blocks else
+                    f"Add an L2 penalty (l2 > 0), start closer to the solution (w0=), use method='gd', "
                     f"or a loss whose curvature does not vanish: {alternative}.")
     return NewtonNotApplicableError(
         f"Newton's method does not apply to '{name}' at iteration {k}: the Hessian in w {what}; {why}.",
@@ -515,10 +646,52 @@ def _nonnegative(value: float, what: str) -> float:
     return float(value)
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _outputs(prepared: _Prepared, name: str, first: str | None, given: dict[str, Any], n: int,
+             classes: int | None, w0: Any) -> tuple[int | None, str]:
+    """The number of outputs k of the model (None for one output, w of shape (d,)), and how it was
+    found. `first` is the loss's first argument besides the target (the labels), `given` its inputs."""
+    if classes is not None:
+        if not (_integer(classes) and classes >= 1):
+            raise LossOptionError(f"classes must be an integer >= 1, not {classes!r}")
+        return int(classes), "classes="
+    kind = prepared.kind
+    labels = None if first is None else np.asarray(given[first])
+    domain = None if first is None else prepared.domain(first)
+    if kind == "per_sample" and domain == "index":
+        values = _array(labels, first)
+        if values.size == 0:
+            raise LossOptionError(f"{first} holds no labels; pass classes= for the number of classes")
+        return int(np.max(values)) + 1, f"the largest label of {first} plus one"
+    if labels is not None and labels.ndim == 2 and (labels.shape[1] > 1 or kind == "per_sample"):
+        return int(labels.shape[1]), f"the columns of {first}"
+    if kind == "per_sample":
+        if w0 is not None and np.ndim(w0) == 2:
+            return int(np.shape(w0)[1]), "the columns of w0"
+        raise LossOptionError(
+            f"'{name}' reduces over the outputs of each sample, so the model has k outputs, X @ W with W "
+            f"of shape (d, k); say how many: {first or 'the labels'} of shape ({n}, k), or classes=k")
+    return None, ""
+
+
+def _labels(value: np.ndarray, key: str, k: int) -> np.ndarray:
+    """Class indices: integers in [0, k)."""
+    if np.any(value != np.round(value)) or (value.size and (value.min() < 0 or value.max() >= k)):
+        bad = value[(value != np.round(value)) | (value < 0) | (value >= k)]
+        raise LossOptionError(f"{key} holds class indices, integers from 0 to {k - 1} for {k} classes; "
+                              f"it has {float(bad.flat[0]):g}" + (" (pass classes= for more classes)"
+                                                                  if bad.flat[0] >= k else ""))
+    return value
+
+
 def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "newton", *,
                params: Mapping[str, float] | None = None, inputs: Mapping[str, Any] | None = None,
                l1: float = 0.0, l2: float = 0.0, w0: Any = None, tol: float = 1e-8,
                max_iter: int | None = None, step_size: float | None = None,
+               classes: int | None = None, reference_class: int | None = None,
                progress: bool | TextIO = False) -> FitResult:
     """Fit the linear model `target = X @ w` by minimizing the loss plus l1 |w|_1 + l2 |w|^2.
 
@@ -526,21 +699,29 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
         loss: a `CompiledLoss` (reduction 'mean' or 'sum'), a catalog name, or loss-language text
             (compiled with reduction='mean'). It must have one target, the model's output.
         X: (n, d) design matrix; add a column of ones for an intercept (which is then penalized too).
-        y: (n,) the loss's first argument other than the target (labels, counts, responses).
+        y: the loss's first argument other than the target (labels, counts, responses): (n,) for one
+            output; for k outputs (n, k) rows (simplex, onehot, or an elementwise loss's k targets)
+            or (n,) class indices (an `index` argument, as in sparse_softmax_ce).
         method: 'newton' (damped Newton, Cholesky solve, Armijo backtracking) or 'gd' (proximal
             gradient; backtracking unless `step_size` is given).
         params: the loss's parameters by name (huber's delta, ...), passed at run time.
-        inputs: any further arguments of the loss by name, each (n,) or a scalar.
+        inputs: any further arguments of the loss by name, each (n,) or a scalar ((n, 1) or (n, k)
+            with k outputs).
         l1, l2: penalties l1 * sum |w_j| + l2 * sum w_j^2 (the seed's regularized_loss; elastic net
             is l1 = alpha * l1_ratio, l2 = alpha * (1 - l1_ratio)). Newton refuses l1 > 0.
-        w0: starting coefficients (default zeros).
+        w0: starting coefficients, (d,) or (d, k) (default zeros).
         tol: stop when the gradient norm (with l1: the minimum-norm subgradient's) is at most tol.
         max_iter: iteration limit (default 100 for Newton, 10000 for gradient descent).
         step_size: a fixed gradient-descent step (no line search); gd only.
+        classes: the number of outputs k, for class indices when the largest class has no sample.
+        reference_class: for a loss invariant to a common shift of the k outputs (softmax
+            regression), the class whose column of W is held at zero. By default class 0 when
+            l2 = 0 (the unpenalized Hessian is singular along the shift), none when l2 > 0.
         progress: True for a progress display on a terminal (rich if installed), or a text stream.
 
-    Returns a `FitResult` with w, n_iter, converged, history (loss and gradient norm per iterate)
-    and a message. Raises `NewtonNotApplicableError` when Newton's method does not apply.
+    Returns a `FitResult` with w ((d,), or (d, k) for k outputs), n_iter, converged, history (loss
+    and gradient norm per iterate) and a message. Raises `NewtonNotApplicableError` when Newton's
+    method does not apply.
     """
     if method not in METHODS:
         raise LossOptionError(f"unknown method '{method}'{did_you_mean(str(method), METHODS)}; "
@@ -553,7 +734,7 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
         raise LossOptionError(f"tol must be a number > 0, not {tol!r}")
     if max_iter is None:
         max_iter = 100 if method == "newton" else 10_000
-    if not (isinstance(max_iter, numbers.Integral) and not isinstance(max_iter, bool) and max_iter >= 0):
+    if not (_integer(max_iter) and max_iter >= 0):
         raise LossOptionError(f"max_iter must be an integer >= 0, not {max_iter!r}")
     if step_size is not None:
         if method != "gd":
@@ -561,6 +742,8 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                                   "its line search")
         if not (_is_real(step_size) and math.isfinite(step_size) and step_size > 0):
             raise LossOptionError(f"step_size must be a finite number > 0, not {step_size!r}")
+    if reference_class is not None and not (_integer(reference_class) and reference_class >= 0):
+        raise LossOptionError(f"reference_class must be a class index >= 0, not {reference_class!r}")
 
     prepared = _prepare(compiled)
     if method == "newton":
@@ -569,6 +752,12 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                 f"Newton's method does not apply with an L1 penalty (l1={l1:g}): |w| has no second "
                 f"derivative at 0, where the zeros of an L1 solution sit",
                 hint="Use method='gd' (proximal gradient, exact zeros), or l1=0 with an L2 penalty (l2 > 0).")
+        if prepared.kind == "whole_batch" or not hasattr(prepared.module, "newton_hessian"):
+            raise NewtonNotApplicableError(
+                f"Newton's method does not apply to '{name}': a reduction spans the whole batch "
+                f"(axis=all), so the loss is not a sum of per-sample terms and its Hessian in w is not "
+                f"sum_i x_i x_i^T (x) H_i; the generated module has no newton_hessian for it",
+                hint=f"Use method='gd' for '{name}', or a loss that reduces per sample.")
         if prepared.flat_curvature:
             raise NewtonNotApplicableError(
                 f"Newton's method does not apply to '{name}': its second derivative in "
@@ -601,13 +790,31 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                                   f"{', '.join(mod.ARGUMENTS)}; the target {target} is X @ w)")
     elif y is not None:
         raise LossOptionError(f"'{name}' has no argument besides its target {target}; pass y=None")
+
+    k, source = _outputs(prepared, name, others[0] if others else None, given, n, classes, w0)
     data: dict[str, np.ndarray] = {}
     for key in others:
         value = _array(given[key], key)
-        if value.ndim == 2 and value.shape[1] == 1:
-            value = value[:, 0]
-        if value.shape not in ((), (n,)):
-            raise LossOptionError(f"{key} must have shape ({n},) to match X, not {value.shape}")
+        if k is None:
+            if value.ndim == 2 and value.shape[1] == 1:
+                value = value[:, 0]
+            if value.shape not in ((), (n,)):
+                raise LossOptionError(f"{key} must have shape ({n},) to match X, not {value.shape}")
+        elif prepared.domain(key) == "index":
+            if value.ndim == 2 and value.shape[1] == 1:
+                value = value[:, 0]
+            if value.shape not in ((), (n,)):
+                raise LossOptionError(f"{key} holds class indices, shape ({n},), not {value.shape}")
+            value = _labels(value, key, k)
+        else:
+            if key == others[0] and value.shape != (n, k):
+                raise LossOptionError(f"{key} must have shape ({n}, {k}) for a model with {k} outputs "
+                                      f"(k from {source}), not {value.shape}")
+            if value.ndim == 1 and value.shape == (n,):
+                value = value[:, None]                  # one value per sample, for every output
+            if value.shape not in ((), (n, 1), (n, k)):
+                raise LossOptionError(f"{key} must have shape ({n},), ({n}, 1) or ({n}, {k}) for a model "
+                                      f"with {k} outputs, not {value.shape}")
         data[key] = value
 
     values = dict(params or {})
@@ -619,19 +826,47 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
         if not _is_real(value) or not math.isfinite(value):
             raise LossOptionError(f"parameter '{key}' must be a finite number, not {value!r}")
 
-    w = np.zeros(d) if w0 is None else _array(w0, "w0").copy()
-    if w.shape != (d,):
-        raise LossOptionError(f"w0 must have shape ({d},) to match X, not {w.shape}")
+    shape = (d,) if k is None else (d, k)
+    W = np.zeros(shape) if w0 is None else _array(w0, "w0").copy()
+    if W.shape != shape:
+        raise LossOptionError(f"w0 must have shape {shape} to match X" + (f" and k = {k} outputs (k from "
+                              f"{source})" if k is not None else "") + f", not {W.shape}")
 
-    objective = _Objective(prepared, X, data, values, l1, l2)
+    # softmax regression: the Hessian is singular along W -> W + v 1^T unless l2 > 0 or a column is fixed
+    reference = None
+    if k is not None and prepared.kind == "per_sample":
+        arguments = [X @ W if a == target else data[a] for a in mod.ARGUMENTS]
+        invariant = shift_invariant(mod, arguments, mod.ARGUMENTS.index(target), values)
+        if reference_class is not None:
+            if not invariant:
+                raise LossOptionError(
+                    f"reference_class applies to a loss that does not change when the same constant is "
+                    f"added to all k outputs of a sample (softmax regression); '{name}' changes, so every "
+                    f"column of W matters: leave reference_class out")
+            if reference_class >= k:
+                raise LossOptionError(f"reference_class={reference_class} is not one of the {k} classes "
+                                      f"(0 to {k - 1})")
+            reference = int(reference_class)
+        elif invariant and l2 == 0:
+            reference = 0
+    elif reference_class is not None:
+        raise LossOptionError(
+            f"reference_class applies to softmax regression (a per-sample loss invariant to shifting all k "
+            f"outputs); '{name}' " + ("has one output" if k is None else "is elementwise in its outputs"))
+
+    objective = _Objective(prepared, X, data, values, l1, l2, k, reference)
+    theta = objective.free_coefficients(W)
     report = _Progress(progress, f"fit {name} ({method})", tol)
     if method == "newton":
-        w, history, converged, message = _newton(objective, name, w, tol, max_iter, report)
+        theta, history, converged, message = _newton(objective, name, theta, tol, max_iter, report)
     else:
-        w, history, converged, message = _gradient_descent(objective, name, w, tol, max_iter, step_size,
-                                                           report)
-    result = FitResult(w=w, n_iter=len(history) - 1, converged=converged, history=tuple(history),
-                       method=method, loss_name=name, message=message)
+        theta, history, converged, message = _gradient_descent(objective, name, theta, tol, max_iter,
+                                                               step_size, report)
+    if reference is not None:
+        message += f"; W[:, {reference}] = 0 (reference class)"
+    result = FitResult(w=objective.weights(theta), n_iter=len(history) - 1, converged=converged,
+                       history=tuple(history), method=method, loss_name=name, message=message,
+                       reference_class=reference)
     report.update(result.n_iter, history[-1], final=True)
     report.close(result)
     return result

@@ -6,6 +6,9 @@
   each restated here as an independent torch formula.
 - The refusals: piecewise-linear losses (symbolically), indefinite and singular Hessians
   (numerically), an L1 penalty with Newton; and the penalties against closed forms and sklearn.
+- Vector outputs: newton_hessian in W (d, k) against torch.func.hessian for softmax regression and
+  multi-output mse (NumPy and PyTorch modules); softmax regression by Newton against statsmodels'
+  MNLogit (the same reference class) and scikit-learn (unpenalized, and with the equivalent C).
 """
 
 from __future__ import annotations
@@ -433,6 +436,216 @@ def test_bad_losses_and_shapes():
         fit_linear("mse", X, np.where(y > 0, np.nan, y))
 
 
+# ---------------------------------------------------------------------------------------------
+# Vector outputs: softmax regression, multi-output elementwise losses.
+# ---------------------------------------------------------------------------------------------
+
+def _vector_case(name: str, rng: np.random.Generator, n: int = 12, d: int = 3, k: int = 4):
+    """(X, y, W, torch reference: the per-sample or per-element loss of (y, Z)) for k outputs."""
+    import torch
+    import torch.nn.functional as F
+
+    X = rng.normal(size=(n, d))
+    W = rng.normal(scale=0.7, size=(d, k))
+    if name == "softmax_ce":                       # soft labels, each row on the simplex
+        y = rng.dirichlet(np.ones(k), size=n)
+        return X, y, W, lambda y, z: -(y * torch.log_softmax(z, dim=1)).sum(dim=1)
+    if name == "sparse_softmax_ce":
+        y = rng.integers(k, size=n)
+        return X, y, W, lambda y, z: F.cross_entropy(z, y.long(), reduction="none")
+    if name == "mse":
+        y = X @ W + rng.normal(size=(n, k))
+        return X, y, W, lambda y, z: (y - z) ** 2
+    raise KeyError(name)
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_NOISE)
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", ["softmax_ce", "sparse_softmax_ce", "mse"])
+def test_vector_newton_hessian_matches_torch_func_hessian(name, reduction, backend):
+    torch = pytest.importorskip("torch")
+    X, y, W, reference = _vector_case(name, _rng(sum(map(ord, name + reduction))))
+    mod = losscomp.compile(name, reduction=reduction).build(backend)
+    assert mod.KIND == ("elementwise" if name == "mse" else "per_sample")
+    Xt, yt, Wt = torch.tensor(X), torch.tensor(y), torch.tensor(W)
+    if backend == "numpy":
+        generated = mod.newton_hessian(X, y, W)
+    else:
+        generated = mod.newton_hessian(Xt, yt, Wt).numpy()
+
+    def objective(V):
+        values = reference(yt, Xt @ V)
+        return values.mean() if reduction == "mean" else values.sum()
+
+    d, k = W.shape
+    expected = torch.func.hessian(objective)(Wt).reshape(d * k, d * k).numpy()   # row-major vec(W)
+    assert generated.shape == (d * k, d * k)
+    assert np.max(np.abs(generated - expected)) <= 1e-8 * np.max(np.abs(expected))
+    if name != "mse":      # singular along the shift W -> W + v 1^T, whose vec is kron(v, ones(k))
+        v = _rng(0).normal(size=d)
+        shift = np.kron(v, np.ones(k))
+        assert np.max(np.abs(generated @ shift)) <= 1e-12 * np.max(np.abs(expected)) * np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def softmax_data():
+    """n = 2000, d = 5 (intercept included), k = 4 classes drawn from a softmax model."""
+    rng = _rng(20260603)
+    n, d, k = 2000, 5, 4
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, d - 1))])
+    W_true = rng.normal(scale=0.8, size=(d, k))
+    P = np.exp(X @ W_true)
+    P /= P.sum(axis=1, keepdims=True)
+    labels = (rng.random(n)[:, None] > np.cumsum(P, axis=1)).sum(axis=1)
+    return X, labels, k
+
+
+def _full_gradient(X, labels, W, l2=0.0):
+    """The gradient of mean cross-entropy + l2 |W|^2 in every entry of W, written out here."""
+    Z = X @ W
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    return X.T @ (P - np.eye(W.shape[1])[labels]) / X.shape[0] + 2 * l2 * W
+
+
+def test_softmax_regression_matches_maximum_likelihood(softmax_data):
+    statsmodels = pytest.importorskip("statsmodels.api")
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    X, labels, k = softmax_data
+    sparse = fit_linear("sparse_softmax_ce", X, labels, tol=1e-8)
+    dense = fit_linear("softmax_ce", X, np.eye(k)[labels], tol=1e-8)
+    for result in (sparse, dense):
+        assert result.converged and result.grad_norm < 1e-8 and result.n_iter <= 10
+        assert result.w.shape == (X.shape[1], k) and result.reference_class == 0
+        assert np.all(result.w[:, 0] == 0) and "reference class" in result.message
+        # a stationary point of the full problem, the reference column included
+        assert np.linalg.norm(_full_gradient(X, labels, result.w)) < 1e-8
+    np.testing.assert_allclose(dense.w, sparse.w, rtol=0, atol=1e-12)
+    # statsmodels' MNLogit: Newton's method, class 0 as its reference too
+    mnlogit = statsmodels.MNLogit(labels, X).fit(method="newton", tol=1e-14, maxiter=100, disp=0)
+    assert np.max(np.abs(sparse.w[:, 1:] - mnlogit.params)) <= 1e-6
+    # scikit-learn, unpenalized (C = inf), multinomial: its W is defined up to the shift, so compare
+    # the differences of columns, W[:, j] - W[:, 0]
+    sk = linear_model.LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-12, max_iter=100,
+                                         fit_intercept=False).fit(X, labels).coef_.T
+    assert np.max(np.abs(sparse.w - (sk - sk[:, [0]]))) <= 1e-6
+
+
+def test_penalized_softmax_regression_matches_sklearn(softmax_data):
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    X, labels, k = softmax_data
+    n, l2 = X.shape[0], 1e-3
+    result = fit_linear("sparse_softmax_ce", X, labels, l2=l2, tol=1e-11)
+    assert result.converged and result.n_iter <= 10 and result.reference_class is None
+    # the penalty picks the least-norm W among the equivalent ones: its rows sum to zero
+    np.testing.assert_allclose(result.w.sum(axis=1), 0, atol=1e-12)
+    assert np.linalg.norm(_full_gradient(X, labels, result.w, l2)) < 1e-11
+    # scikit-learn minimizes C sum_i CE_i + |W|^2 / 2, which is n C times ours for C = 1 / (2 n l2)
+    sk = linear_model.LogisticRegression(C=1 / (2 * n * l2), solver="newton-cholesky", tol=1e-12,
+                                         max_iter=100, fit_intercept=False).fit(X, labels).coef_.T
+    assert np.max(np.abs(result.w - sk)) <= 1e-6
+
+
+def test_reference_class_choice_and_gradient_descent(softmax_data):
+    X, labels, k = softmax_data
+    default = fit_linear("sparse_softmax_ce", X, labels)
+    other = fit_linear("sparse_softmax_ce", X, labels, reference_class=2)
+    assert other.reference_class == 2 and np.all(other.w[:, 2] == 0) and other.converged
+    # the same model: the same column differences, probabilities and loss
+    np.testing.assert_allclose(other.w - other.w[:, [0]], default.w, atol=1e-9)
+    assert other.loss == pytest.approx(default.loss, rel=1e-13)
+    # a w0 is moved along the shift so that its reference column is zero
+    shifted = fit_linear("sparse_softmax_ce", X, labels, w0=default.w + 5.0, max_iter=0)
+    assert shifted.loss == pytest.approx(default.loss, rel=1e-13) and np.all(shifted.w[:, 0] == 0)
+    # gradient descent in the same parameterization reaches the same solution
+    gd = fit_linear("sparse_softmax_ce", X, labels, method="gd", tol=1e-8)
+    assert gd.converged and gd.reference_class == 0 and gd.n_iter > 10 * default.n_iter
+    np.testing.assert_allclose(gd.w, default.w, atol=1e-5)
+    # sum reduction, same coefficients; classes= with a class no sample has, under l2
+    total = fit_linear(losscomp.compile("sparse_softmax_ce", reduction="sum"), X, labels, tol=1e-8 * len(labels))
+    np.testing.assert_allclose(total.w, default.w, atol=1e-9)
+    extra = fit_linear("sparse_softmax_ce", X, labels, classes=k + 1, l2=1e-2)
+    assert extra.converged and extra.w.shape == (X.shape[1], k + 1)
+    assert np.all(np.argmax(X @ extra.w, axis=1) != k)       # the empty class is never predicted
+
+
+def test_shift_invariance_is_detected():
+    rng = _rng(30)
+    X, labels = rng.normal(size=(50, 3)), rng.integers(3, size=50)
+    Y = np.eye(3)[labels]
+    Z = X @ rng.normal(size=(3, 3))
+    for name, y, expected in [("softmax_ce", Y, True), ("sparse_softmax_ce", labels, True),
+                              ("softmax_ce_smooth", Y, True), ("categorical_ce", Y, False)]:
+        mod = losscomp.compile(name).build("numpy")
+        z = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True) if name == "categorical_ce" else Z
+        assert losscomp.fit.shift_invariant(mod, [y, z], 1) is expected, name
+    # a loss without the invariance fits every column; reference_class is refused for it
+    result = fit_linear("softmax_ce_smooth", X, Y)
+    assert result.converged and result.reference_class == 0
+    with pytest.raises(losscomp.LossOptionError, match="'categorical_ce' changes"):
+        fit_linear("categorical_ce", X, Y, reference_class=0, method="gd")
+
+
+def test_multi_output_elementwise_losses():
+    rng = _rng(31)
+    n, d, k = 500, 4, 3
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, d - 1))])
+    Y = X @ rng.normal(size=(d, k)) + rng.normal(size=(n, k))
+    # mse over every (sample, output) value, plus l2 |W|^2: one Newton step to the ridge solution
+    l2 = 0.1
+    result = fit_linear("mse", X, Y, l2=l2)
+    closed = np.linalg.solve(X.T @ X / (n * k) + l2 * np.eye(d), X.T @ Y / (n * k))
+    assert result.n_iter == 1 and result.w.shape == (d, k)
+    np.testing.assert_allclose(result.w, closed, rtol=1e-10, atol=1e-12)
+    # multi-label logistic regression: the k columns are k separate fits
+    labels = (rng.random((n, k)) < 1 / (1 + np.exp(-X @ rng.normal(size=(d, k))))).astype(np.float64)
+    joint = fit_linear("bce_logits", X, labels, tol=1e-10)
+    assert joint.converged and joint.reference_class is None
+    for j in range(k):
+        np.testing.assert_allclose(joint.w[:, j], fit_linear("bce_logits", X, labels[:, j], tol=1e-11).w,
+                                   atol=1e-8)
+    # a column of zeros in X (an exact zero pivot): the singular Hessian is refused, counted per
+    # (sample, output) value
+    with pytest.raises(NewtonNotApplicableError, match=r"singular.*0 of 1500 \(sample, output\) values"):
+        fit_linear("mse", np.column_stack([X, np.zeros(n)]), Y)
+
+
+def test_vector_output_refusals():
+    rng = _rng(32)
+    n, d, k = 60, 3, 3
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, d - 1))])
+    labels = rng.integers(k, size=n)
+    # a reduction over the whole batch: no Newton, gradient descent still runs
+    with pytest.raises(NewtonNotApplicableError, match="whole batch") as info:
+        fit_linear("dice", X, (labels > 0).astype(np.float64))
+    assert "method='gd'" in str(info.value)
+    # singular from a zero column of X (not from the shift, which the reference class removes)
+    with pytest.raises(NewtonNotApplicableError, match="singular") as info:
+        fit_linear("sparse_softmax_ce", np.column_stack([X, np.zeros(n)]), labels)
+    assert "Hessian block" in str(info.value) and "dependent columns" in str(info.value)
+    cases = [
+        (dict(y=labels + 0.5), "class indices, integers from 0 to 2"),
+        (dict(y=labels, classes=2), "pass classes= for more classes"),
+        (dict(y=labels, w0=np.zeros(d)), "w0 must have shape (3, 3)"),
+        (dict(y=labels, reference_class=3), "not one of the 3 classes"),
+        (dict(y=labels, reference_class=-1), "reference_class must be"),
+        (dict(y=labels, classes=2.5), "classes must be an integer"),
+    ]
+    for kwargs, text in cases:
+        with pytest.raises(losscomp.LossOptionError) as info:
+            fit_linear("sparse_softmax_ce", X, **kwargs)
+        assert text in str(info.value), (kwargs, str(info.value))
+    with pytest.raises(losscomp.LossOptionError, match=r"y of shape \(60, k\), or classes=k"):
+        fit_linear("softmax_ce", X, labels)
+    with pytest.raises(losscomp.LossOptionError, match=r"must have shape \(60, 4\)"):
+        fit_linear("softmax_ce", X, np.eye(k)[labels], classes=4)
+    with pytest.raises(losscomp.LossOptionError, match="'mse' is elementwise in its outputs"):
+        fit_linear("mse", X, rng.normal(size=(n, k)), reference_class=0)
+    with pytest.raises(losscomp.LossOptionError, match="'mse' has one output"):
+        fit_linear("mse", X, rng.normal(size=n), reference_class=0)
+
+
 def test_example_runs(tmp_path):
     pytest.importorskip("matplotlib")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}   # see one_blas_thread
@@ -441,3 +654,5 @@ def test_example_runs(tmp_path):
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "newton_vs_gd.png").stat().st_size > 10_000
     assert "logistic regression" in run.stdout and "newton" in run.stdout
+    softmax = [line for line in run.stdout.splitlines() if line.startswith("softmax regression")]
+    assert len(softmax) == 3 and softmax[0].split()[-1] == "yes"           # Newton converged
