@@ -57,6 +57,8 @@ REWRITES = [
      "bce_naive(y: binary, z) = -(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))", "values",
      {"y": 0.0, "z": 40.0}, ("loss",)),
     ("one-minus-sigmoid", "1 - sigmoid(z)", "bce_logits", "hessian", {"y": 0.0, "z": 40.0}, ("hess", "z", "z")),
+    ("one-minus-two-sigmoid", "1 - 2 sigmoid(z)", "logcosh_softplus(y, p) = e + softplus(-2*e) - log(2) where e = p - y",
+     "grad", {"y": 0.0, "p": 1e-9}, ("grad", "p")),
     ("xlogx", "x * log(x)", "kl_div", "values",
      {"p": [[1.0, 0.0, 0.0]], "q": [[0.5, 0.25, 0.25]]}, ("loss",)),
     ("logsumexp_reductions", "sum(exp(u))", "lse_naive(y: index, z) = log(sum(exp(z))) - sum(onehot(y)*z)",

@@ -8,15 +8,17 @@ an equal form that does not. Every rule is an identity (tests check each at high
     log(sigmoid(z))       -> -softplus(-z)
     log(1 - sigmoid(z))   -> -softplus(z)
     1 - sigmoid(z)        -> sigmoid(-z)       (no cancellation when sigmoid(z) is near 1)
+    1 - 2 sigmoid(z)      -> -tanh(z / 2)      (and 2 sigmoid(z) - 1 -> tanh(z / 2): no cancellation near 0)
     x * log(x)            -> xlogy(x, x)       (0 at x = 0, for an x whose domain includes 0)
 
 Two more passes work on whole definitions and on printed branches:
 
     sum(exp(u))           -> exp(m + L), m = max(u), L = log(sum(exp(u - m))) (a reduction:
                              log(sum(exp(u))) becomes m + L, exp(z) / sum(exp(z)) becomes exp(z - m - L))
-    guard(where(c, a, b)) -> every log, sqrt, power, lgamma in a branch gets its argument replaced by 1
-                             where the branch is not taken (the "double where"), so the branch thrown
-                             away never makes an inf, a NaN or a warning, nor a NaN in autodiff
+    guard(where(c, a, b)) -> every log, sqrt, power, lgamma, exp, sinh, cosh in a branch gets its argument
+                             replaced by 1 where the branch is not taken (the "double where"), so the
+                             branch thrown away never makes an inf, a NaN or a warning, nor a NaN in
+                             autodiff
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ def _is_one_minus_sigmoid(expr) -> bool:
             and any(isinstance(t, sympy.Mul) and t.args == (-1, sigmoid(t.args[-1].args[0]))
                     if isinstance(t, sympy.Mul) and isinstance(t.args[-1], sigmoid) else False
                     for t in expr.args))
+
+
+def _one_minus_two_sigmoid_term(expr):
+    """In a sum k + ... - 2k sigmoid(z) (k = 1 or -1), the term -2k sigmoid(z)."""
+    if not isinstance(expr, sympy.Add):
+        return None
+    for k in (sympy.S.One, sympy.S.NegativeOne):
+        if k in expr.args:
+            for t in expr.args:
+                if isinstance(t, sympy.Mul) and len(t.args) == 2 and t.args[0] == -2 * k \
+                        and isinstance(t.args[1], sigmoid):
+                    return t
+    return None
+
+
+def _one_minus_two_sigmoid(expr):
+    term = _one_minus_two_sigmoid_term(expr)
+    k = -term.args[0] / 2
+    rest = [t for t in expr.args if t is not term and t != k]
+    return sympy.Add(-k * sympy.tanh(term.args[1].args[0] / 2), *rest)
 
 
 def _one_minus_sigmoid(expr):
@@ -105,6 +127,8 @@ RULES: tuple[Rule, ...] = (
     _pattern("sigmoid-from-exp", 1 / (1 + exp(-_z)), sigmoid(_z)),
     _pattern("softplus-from-log", log(1 + exp(_z)), softplus(_z)),
     _pattern("softplus-from-log1p", log1p(exp(_z)), softplus(_z)),
+    Rule("one-minus-two-sigmoid", lambda expr: expr.replace(
+        lambda e: _one_minus_two_sigmoid_term(e) is not None, _one_minus_two_sigmoid)),
     Rule("one-minus-sigmoid", lambda expr: expr.replace(_is_one_minus_sigmoid, _one_minus_sigmoid)),
     _pattern("log-sigmoid", log(sigmoid(_z)), -softplus(-_z)),
     Rule("log1p", lambda expr: expr.replace(_is_log_one_plus, _log1p)),
@@ -138,8 +162,13 @@ def logsumexp_reductions(definition: Definition) -> Definition:
         taken.add(f"{stem}{index}")
         return sympy.Symbol(f"{stem}{index}", real=True)
 
+    def substitute(expr: sympy.Expr) -> sympy.Expr:
+        # exp(z) * exp(-m - L) -> exp(z - m - L), so that log(exp(...)) of a real argument cancels
+        new = expr.xreplace(replacement)
+        return sympy.powsimp(new, combine="exp", deep=True) if new != expr else expr
+
     for r in definition.reductions:
-        operand = r.operand.xreplace(replacement)
+        operand = substitute(r.operand)
         if r.kind == "sum" and isinstance(operand, exp):
             u = operand.args[0]
             shift, lse = fresh("max"), fresh("lse")
@@ -150,10 +179,15 @@ def logsumexp_reductions(definition: Definition) -> Definition:
             reductions.append(Reduction(r.symbol, r.kind, operand, r.axis))
     if not replacement:
         return definition
-    return replace(definition, body=definition.body.xreplace(replacement), reductions=tuple(reductions))
+    return replace(definition, body=substitute(definition.body), reductions=tuple(reductions))
 
 
 _SAFE_ARGUMENT = {
+    # exp, sinh and cosh are defined everywhere but overflow: a branch must not compute them where it is
+    # thrown away (log_cosh's log1p(2 sinh(e/2)^2) at |e| = 700)
+    exp: lambda a: not a.free_symbols,
+    sympy.sinh: lambda a: not a.free_symbols,
+    sympy.cosh: lambda a: not a.free_symbols,
     log: lambda a: a.is_positive,
     sympy.loggamma: lambda a: a.is_positive,
     log1p: lambda a: (a + 1).is_positive,

@@ -859,33 +859,12 @@ KNOWN: tuple[KnownIssue, ...] = (
         "accuracy (log(1 + 1e-304) rounds to 0, log1p does not), and print 1 - p_k as -expm1(z_k - m - L) "
         "(the backends' _logsumexp, and derive for 1 - p)."),
     KnownIssue(
-        "tukey-small-residual", ("tukey",), ("loss",), DTYPES, "inaccurate",
-        lambda name, x, dtype: 8 * UNIT_ROUNDOFF[dtype] * _param(name, "c") ** 2 / 6,
-        "tukey's value c^2/6 (1 - (1 - u)^3), u = (e/c)^2, cancels for small residuals: 0 instead of "
-        "5e-19 at y = 0, y_pred = 1e-9 (relative error 1, condition number 2).",
-        "Emit c^2/6 u (3 - 3u + u^2) (or -c^2/6 expm1(3 log1p(-u))): a rewrite of 1 - (1 - u)^n, or "
-        "the catalog definition written that way."),
-    KnownIssue(
-        "log_cosh-small-residual", ("log_cosh",), ("loss", "grad"), DTYPES, "inaccurate",
-        lambda name, x, dtype: 8 * UNIT_ROUNDOFF[dtype],
-        "log_cosh = e + softplus(-2e) - log 2 cancels for small e (1.1e-16 instead of 5e-19 in float64, 0 in "
-        "float32), and its gradient is printed as 1 - 2 sigmoid(2y - 2y_pred), which cancels too "
-        "(relative error 8e-8 in float64, 1 in float32 at |e| = 1e-9).",
-        "A rewrite 1 - 2 sigmoid(x) -> -tanh(x/2) fixes the gradient; the value needs "
-        "log1p(2 sinh(e/2)^2) for |e| < 1 (or log1p(expm1(2|e|)... ) piecewise)."),
-    KnownIssue(
         "poisson-grad-cancellation", ("poisson_nll",), ("grad",), DTYPES, "inaccurate",
         lambda name, x, dtype: 8 * UNIT_ROUNDOFF[dtype] * max(1.0, float(_row(x, "y").max())),
         "poisson_nll's gradient exp(r) - y cancels where exp(r) ~ y: at y = 1, r = 1e-9 it is 1.0000000827e-9 "
         "instead of 1.0000000005e-9 in float64 (8e-8 relative) and 0 in float32; y is an exact count, so "
         "the condition number is 1.",
         "Rewrite exp(u) - y -> expm1(u) - (y - 1) when y is a label (count/binary): y - 1 is exact."),
-    KnownIssue(
-        "triplet-distance-difference", ("triplet",), ("loss",), DTYPES, "inaccurate", _triplet_bound,
-        "triplet's sum((a-p)^2) - sum((a-n)^2) + margin loses the margin when both squared distances are "
-        "large and equal: 0.19921875 instead of 0.2 (float32, a = -80, p = n ~ 0); 6e-8 relative in "
-        "float64 at a = -1e4, although the anchor cancels out of the value (condition number ~1e-6).",
-        "Rewrite a difference of squared distances as sum((n - p) (2a - p - n)) (exact in the anchor)."),
     KnownIssue(
         "gaussian_nll-float32-hvp-overflow", ("gaussian_nll",), ("hvp",), ("float32",), "nonfinite",
         lambda name, x, dtype, finding: abs(finding.reference) > 2.0 ** 127,

@@ -71,9 +71,16 @@ def _weighted_gram(X, h):
     "_block_gram": '''
 def _block_gram(X, blocks):
     """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
-    matrix in the row-major order of W; no Kronecker product is formed."""
+    matrix in the row-major order of W; no Kronecker product is formed: one weighted Gram product
+    X^T diag(H_i[c, j]) X (a matrix product) per pair c <= j."""
     d, k = X.shape[1], blocks.shape[1]
-    return np.einsum("ia,icj,ib->acbj", X, blocks, X, optimize=True).reshape(d * k, d * k)
+    out = np.empty((d, k, d, k), dtype=np.result_type(X, blocks))
+    for c in range(k):
+        for j in range(c, k):
+            gram = (X * blocks[:, c, j][:, None]).T @ X
+            out[:, c, :, j] = gram
+            out[:, j, :, c] = gram.T
+    return out.reshape(d * k, d * k)
 ''',
     "_sigmoid": '''
 def _sigmoid(x):
