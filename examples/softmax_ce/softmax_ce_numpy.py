@@ -58,9 +58,15 @@ def _max(x, axis):
 
 
 def _logsumexp(x, axis):
-    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
+    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
     axes = _axes(np.ndim(x), axis)
-    return np.log(np.sum(np.exp(x), axis=axes, keepdims=True)) if axes else x
+    if not axes:
+        return x
+    top = x == 0
+    rest = np.sum(np.where(top, 0, np.exp(x)), axis=axes, keepdims=True)
+    ties = np.sum(top, axis=axes, keepdims=True).astype(x.dtype) - 1
+    return np.log1p(rest + ties)
 
 
 def _count(axis, ref, *context):

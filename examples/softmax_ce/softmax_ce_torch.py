@@ -61,9 +61,15 @@ def _max(x, axis):
 
 
 def _logsumexp(x, axis):
-    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
+    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
     axes = _axes(x.dim(), axis)
-    return torch.log(torch.sum(torch.exp(x), dim=axes, keepdim=True)) if axes else x
+    if not axes:
+        return x
+    top = x == 0
+    rest = torch.sum(torch.where(top, torch.zeros_like(x), torch.exp(x)), dim=axes, keepdim=True)
+    ties = torch.sum(top, dim=axes, keepdim=True).to(x.dtype) - 1
+    return torch.log1p(rest + ties)
 
 
 def _count(axis, ref, *context):

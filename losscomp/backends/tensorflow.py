@@ -128,9 +128,15 @@ def _max(x, axis):
 
 
 def _logsumexp(x, axis):
-    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, one entry 0): no overflow, no log(0)."""
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
+    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
     axes = _axes(len(x.shape), axis)
-    return tf.math.log(tf.reduce_sum(tf.exp(x), axis=axes, keepdims=True)) if axes else x
+    if not axes:
+        return x
+    top = tf.equal(x, 0)
+    rest = tf.reduce_sum(tf.where(top, tf.zeros_like(x), tf.exp(x)), axis=axes, keepdims=True)
+    ties = tf.reduce_sum(tf.cast(top, x.dtype), axis=axes, keepdims=True) - 1
+    return tf.math.log1p(rest + ties)
 
 
 def _count(axis, ref, *context):
