@@ -2,9 +2,9 @@
 
 For each hand-written function: one check in a fresh state (the formula compiled, the reference
 module built, everything sampled: "first"), then the median of three more ("again"). Framework
-imports happen before any timing. Writes benchmarks/RESULTS-check.md.
+imports happen before any timing. Writes benchmarks/results/check_million.md.
 
-    python benchmarks/check_million.py [--points 1000000] [--output benchmarks/RESULTS-check.md]
+    python benchmarks/check_million.py [--points 1000000] [--output benchmarks/results/check_million.md]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _machine() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "RESULTS-check.md"))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "check_million.md"))
     args = parser.parse_args(argv)
     rows = []
     for label, fn, against, kind, params in CASES:

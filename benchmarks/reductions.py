@@ -14,7 +14,7 @@ each call of a group once, in turn, with time.perf_counter (two groups: hvp at t
 the dense sizes); the tables give the wall time (median and best) and the median user and system CPU
 time, since the kernel's handing out of fresh zeroed pages for large temporaries is a visible part of
 the wall time, and on a shared machine so is waiting for a CPU.
-The results, the machine and the date go to benchmarks/RESULTS-reductions.md.
+The results, the machine and the date go to benchmarks/results/reductions.md.
 
     python benchmarks/reductions.py                 # 1 thread (steadier on a shared machine)
     python benchmarks/reductions.py --threads 2
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=9, help="rounds for the dense group (default 9)")
     parser.add_argument("--hvp-repeat", type=int, default=25, help="rounds for the hvp group (default 25)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS-reductions.md")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "reductions.md")
     args = parser.parse_args(argv)
     limit_threads(args.threads)
     header = machine(args.threads)
