@@ -239,5 +239,5 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
         value = stabilize(chosen.body) if rewrites else chosen.body
         derivation = derive(chosen, value, targets)
     except LossError as error:
-        raise error.with_source(chosen.text)
+        raise error.with_source(chosen.text) from None
     return CompiledLoss(chosen, derivation, reduction, rewrites)

@@ -138,7 +138,7 @@ class _Builder:
                      context=self.context(r.operand) if r.kind == "count" else ())
                 for r in self.reductions]
 
-    def backward(self) -> tuple[list[Step], list[sympy.Symbol], sympy.Symbol]:
+    def backward(self) -> tuple[list[Step], list[sympy.Symbol]]:
         steps = self.forward_steps()
         w = self.fresh("w")
         self.arrays.add(w)  # a scalar, but a framework one: keeps dtypes right
@@ -190,7 +190,7 @@ class _Builder:
         for t in self.targets:
             g = collect(t, f"g_{t.name}", terms(t, smooth)) or self.zeros(steps, t, f"g_{t.name}")
             grads.append(g)
-        return steps, grads, w
+        return steps, grads
 
     def zeros(self, steps: list[Step], like: sympy.Symbol, stem: str) -> sympy.Symbol:
         """A derivative that vanishes: zeros shaped and typed like `like`."""
@@ -199,7 +199,7 @@ class _Builder:
         self.arrays.add(symbol)
         return symbol
 
-    def tangent(self, steps: list[Step], outputs: list, w: sympy.Symbol):
+    def tangent(self, steps: list[Step], outputs: list):
         """Forward mode over the backward program: d(step)/d(targets) . v for every step."""
         vs = [self.fresh("v" if len(self.targets) == 1 else f"v_{t.name}") for t in self.targets]
         self.arrays |= set(vs)
@@ -304,8 +304,8 @@ def _structure(hv: sympy.Expr, v: sympy.Symbol) -> StructuredHessian:
 def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbol, ...]) -> Derivation:
     """Gradient and Hessian programs of `value` (the definition's body, stabilized) by `targets`."""
     builder = _Builder(definition, value, targets)
-    backward_steps, grads, w = builder.backward()
-    tangent_steps, hvps, vs = builder.tangent(backward_steps, grads, w)
+    backward_steps, grads = builder.backward()
+    tangent_steps, hvps, vs = builder.tangent(backward_steps, grads)
     forward = Program(tuple(builder.forward_steps()), (value,))
     backward = Program(tuple(backward_steps), tuple(grads))
     tangent = Program(tuple(tangent_steps), tuple(hvps))

@@ -341,7 +341,7 @@ def _inline(callee: Definition, call: nodes.Call, scope: _Scope) -> sympy.Expr:
                                   f"got {len(args)}", call.span, scope.source)
     replacement = {a.symbol: value for a, value in zip(callee.arguments, args)}
     parameters = {p.name: p for p in callee.parameters}
-    for key, (keyword, value) in keywords.items():
+    for key, (keyword, _) in keywords.items():
         if key not in parameters:
             hint = did_you_mean(key, parameters)
             raise LossNameError(f"'{callee.name}' has no parameter '{key}'{hint}", keyword.name.span, scope.source)
@@ -355,7 +355,7 @@ def _inline(callee: Definition, call: nodes.Call, scope: _Scope) -> sympy.Expr:
 def _bindings(bindings: tuple[nodes.Binding, ...], scope: _Scope) -> tuple[tuple[str, sympy.Expr], ...]:
     """Lower `where` bindings in order; each may use the ones before it."""
     lowered = []
-    for index, binding in enumerate(bindings):
+    for binding in bindings:
         name = binding.name.id
         if name in scope.values:
             raise LossDefinitionError(f"'{name}' is already defined; a binding cannot rename it",

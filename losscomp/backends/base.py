@@ -15,9 +15,18 @@ import sympy
 from sympy import S
 from sympy.core.mul import _keep_coeff
 from sympy.printing.precedence import PRECEDENCE
-from sympy.codegen.cfunctions import expm1, log1p
 
-from ..functions import clip, relu, sigmoid, softplus
+
+
+# Helper source that the NumPy and PyTorch module templates share word for word.
+AXES_HELPER = '''def _axes(ndim, axis):
+    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
+    if axis == "sample":
+        return tuple(range(1, ndim))
+    if axis == "all":
+        return tuple(range(ndim))
+    return (ndim + axis,)
+'''
 
 
 class ArrayPrinterMixin:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sympy.printing.numpy import NumPyPrinter
 
-from .base import ArrayPrinterMixin, Backend
+from .base import AXES_HELPER, ArrayPrinterMixin, Backend
 
 
 class NumPyLossPrinter(ArrayPrinterMixin, NumPyPrinter):
@@ -130,14 +130,7 @@ def _broadcast(x, *context):
     return np.broadcast_to(x, _shape(x, *context))
 
 
-def _axes(ndim, axis):
-    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
-    if axis == "sample":
-        return tuple(range(1, ndim))
-    if axis == "all":
-        return tuple(range(ndim))
-    return (ndim + axis,)
-
+''' + AXES_HELPER + '''
 
 def _sum(x, axis):
     return np.sum(x, axis=_axes(np.ndim(x), axis), keepdims=True)

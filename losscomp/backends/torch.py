@@ -4,7 +4,7 @@ backward is the symbolic gradient and an nn.Module."""
 from __future__ import annotations
 
 from . import sympy_printer_module
-from .base import ArrayPrinterMixin, Backend
+from .base import AXES_HELPER, ArrayPrinterMixin, Backend
 
 TorchPrinter = sympy_printer_module("pytorch", "torch").TorchPrinter
 
@@ -87,14 +87,7 @@ def _broadcast(x, *context):
     return x.expand(_shape(x, *context))
 
 
-def _axes(ndim, axis):
-    """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
-    if axis == "sample":
-        return tuple(range(1, ndim))
-    if axis == "all":
-        return tuple(range(ndim))
-    return (ndim + axis,)
-
+''' + AXES_HELPER + '''
 
 def _sum(x, axis):
     axes = _axes(x.dim(), axis)
@@ -230,5 +223,5 @@ BACKEND = Backend(
     helpers=HELPERS,
     reductions={k: _COMMON + v for k, v in _REDUCTIONS.items()},
     extras=_extras,
-    notes=(f"PyTorch: plain functions, an autograd.Function whose backward is grad(), and an nn.Module.",),
+    notes=("PyTorch: plain functions, an autograd.Function whose backward is grad(), and an nn.Module.",),
 )

@@ -248,7 +248,7 @@ class _Truth:
             ok = representable(fd) & representable(g) & usable
             table.add("sympy", f"grad {t}", "mpmath differences of loss", to_float(g), to_float(fd), ok,
                       rtol=1e-12, atol=1e-15)
-            for j, u in enumerate(self.targets):
+            for u in self.targets:
                 h = self.oracle.hessian(self.inputs, t, u)
                 fd2 = self.oracle.expression_differences(d.gradient[i], self.inputs, u)
                 ok2 = representable(fd2) & representable(h) & usable
@@ -414,7 +414,7 @@ class _Backend:
     def _hessian_differences(self, i, target, x, h, masks, elementwise, resolvable):
         """d grad_j / d target by float64 differences of the emitted grad: the Hessian's column i."""
         hessians = self._hessian_blocks(self.call("hessian"))
-        for j, other in enumerate(self.targets):
+        for j in range(len(self.targets)):
             cols = []
             for mask in masks:
                 plus = dict(self.inputs, **{target: np.where(mask, x + h, x)})
