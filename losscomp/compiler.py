@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import importlib
+import keyword
+import math
+import numbers
 import types
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
@@ -171,6 +174,34 @@ def _definitions(source: str, name: str | None,
                         parameters=params if bare else None), bare
 
 
+def _identifier(value: object, what: str) -> str:
+    """A name given through the API: it becomes a name in emitted Python, so it must be an identifier."""
+    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
+        raise LossOptionError(f"{what} must be a Python identifier that is not a keyword, not {value!r}")
+    return value
+
+
+def _finite(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise LossOptionError(f"{what} must be a finite real number, not {value!r}")
+    return float(value)
+
+
+def _check_options(name, wrt, params) -> None:
+    """Types and values of compile()'s options, before any of them reaches the compiler."""
+    if name is not None:
+        _identifier(name, "name")
+    if wrt is not None:
+        for target in ([wrt] if isinstance(wrt, str) else wrt if isinstance(wrt, (list, tuple)) else [wrt]):
+            _identifier(target, "a wrt target")
+    if params is not None:
+        if not isinstance(params, Mapping):
+            raise LossOptionError(f"params must be a mapping of parameter names to numbers, not {type(params).__name__}")
+        for key, value in params.items():
+            _identifier(key, "a parameter name")
+            _finite(value, f"parameter '{key}'")
+
+
 def _with_params(definition: Definition, params: Mapping[str, float] | None) -> Definition:
     if not params:
         return definition
@@ -183,10 +214,8 @@ def _with_params(definition: Definition, params: Mapping[str, float] | None) -> 
             raise LossNameError(f"'{definition.name}' has no parameter '{key}'{hint} (its parameters: {have})")
     for p in definition.parameters:
         if p.name in params:
-            value = params[p.name]
-            if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
-                raise LossOptionError(f"parameter '{p.name}' must be a finite number, not {value!r}")
-            p = Parameter(p.name, sympy.Rational(str(float(value))), p.symbol)
+            value = _finite(params[p.name], f"parameter '{p.name}'")
+            p = Parameter(p.name, sympy.Rational(str(value)), p.symbol)
         updated.append(p)
     return replace(definition, parameters=tuple(updated))
 
@@ -221,6 +250,7 @@ def compile(source: str, name: str | None = None, wrt: str | Sequence[str] | Non
     if reduction not in REDUCTIONS:
         raise LossOptionError(f"unknown reduction '{reduction}'{did_you_mean(str(reduction), REDUCTIONS)}; "
                               f"choose one of {', '.join(REDUCTIONS)}")
+    _check_options(name, wrt, params)
     definitions, bare = _definitions(source, name, params)
     if name is None or (len(definitions) == 1 and definitions[0].name == name):
         chosen = definitions[-1]

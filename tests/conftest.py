@@ -99,3 +99,25 @@ def fw(backend) -> Framework:
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test id: reproducible, and different for every parametrization."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+AUDITED: list[str] = []  # names of the emitted modules this run has audited
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_emitted_modules():
+    """Every module the test run loads passes the AST audit of `tests/emitted_audit.py` first."""
+    from losscomp import runtime
+
+    from emitted_audit import audit
+
+    load = runtime.load
+
+    def audited_load(source: str, name: str):
+        audit(source)
+        AUDITED.append(name)
+        return load(source, name)
+
+    runtime.load = audited_load
+    yield
+    runtime.load = load

@@ -7,6 +7,7 @@ column, and the Transformer's own errors are unwrapped from Lark's `VisitError`.
 from __future__ import annotations
 
 import functools
+import keyword
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,16 @@ def _token_span(token: Token) -> Span:
     return Span(token.line, token.column, token.end_line, token.end_column)
 
 
+def _name(token: Token) -> nodes.Name:
+    """A NAME token as a node; Python's keywords (`import`, `lambda`, `None`, ...) cannot name anything,
+    since every name of a loss may become a name in the emitted Python."""
+    if keyword.iskeyword(str(token)):
+        raise LossSyntaxError(f"'{token}' is a Python keyword; it cannot name an argument, parameter, "
+                              f"binding or loss (emitted code is Python): choose another name",
+                              _token_span(token))
+    return nodes.Name(str(token), _token_span(token))
+
+
 @v_args(inline=True, meta=True)
 class _ToNodes(Transformer):
     """One short method per alias of the grammar."""
@@ -51,7 +62,7 @@ class _ToNodes(Transformer):
         return nodes.Number(Fraction(str(token)), str(token), _token_span(token))
 
     def name(self, meta, token):
-        return nodes.Name(str(token), _token_span(token))
+        return _name(token)
 
     def _binary(op):  # noqa: N805 - a factory used inside the class body
         def build(self, meta, left, right):
@@ -78,26 +89,26 @@ class _ToNodes(Transformer):
         return nodes.IfElse(condition, then, otherwise, _span(meta))
 
     def annotated(self, meta, value, domain):
-        return nodes.Annotated(value, nodes.Name(str(domain), _token_span(domain)), _span(meta))
+        return nodes.Annotated(value, _name(domain), _span(meta))
 
     def keyword(self, meta, name, value):
-        return nodes.Keyword(nodes.Name(str(name), _token_span(name)), value, _span(meta))
+        return nodes.Keyword(_name(name), value, _span(meta))
 
     def group(self, meta, *arguments):
         return tuple(arguments)
 
     def call(self, meta, name, *groups):
         groups = tuple(g for g in groups if g is not None)
-        return nodes.Call(nodes.Name(str(name), _token_span(name)), groups, _span(meta))
+        return nodes.Call(_name(name), groups, _span(meta))
 
     def binding(self, meta, name, value):
-        return nodes.Binding(nodes.Name(str(name), _token_span(name)), value, _span(meta))
+        return nodes.Binding(_name(name), value, _span(meta))
 
     def where_clause(self, meta, *bindings):
         return tuple(bindings)
 
     def wrt_clause(self, meta, *names):
-        return tuple(nodes.Name(str(n), _token_span(n)) for n in names)
+        return tuple(_name(n) for n in names)
 
     def definition(self, meta, header, body, bindings, wrt):
         return nodes.Definition(header, body, bindings or (), wrt or (), _span(meta))
