@@ -147,7 +147,11 @@ class CompiledLoss:
             tangent_inputs=tuple(v.name for v in d.tangent_inputs),
             diagonal=tuple(tuple(printable(h) for h in row) for row in d.diagonal),
             context=d.context, tensors=d.tensors, bindings=self.definition.bindings,
-            display=tuple(self.describe()[1:]))
+            display=tuple(self.describe()[1:]),
+            roles=tuple((a.name, "index" if a.domain == "index" else a.role, a.domain)
+                        for a in self.definition.arguments),
+            symbols=tuple((a.name, a.symbol) for a in self.definition.arguments)
+            + tuple((p.name, p.symbol) for p in self.definition.parameters))
 
     def emit(self, backend_name: str = "numpy") -> str:
         """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""

@@ -28,6 +28,7 @@ from . import canonical
 from .errors import LossDerivationError
 from .functions import onehot
 from .ir import Definition, Reduction
+from .naming import internal, stem as _stem
 
 CONSTANT_REDUCTIONS = ("count", "max")  # no derivative flows through these (see ir.Reduction)
 _UNPRINTABLE = (sympy.DiracDelta, sympy.Heaviside, sympy.Derivative, sympy.Subs, sympy.Integral)
@@ -114,22 +115,26 @@ class _Builder:
         self.index_symbols = {a.symbol for a in definition.arguments if a.domain == "index"}
         self.arrays = ({a.symbol for a in definition.arguments} | {r.symbol for r in self.reductions}) \
             - self.index_symbols
-        self.taken = {s.name for s in self.arrays | self.index_symbols} | {p.name for p in definition.parameters}
+        self.taken: set[str] = set()
         self.counter = 0
 
     def fresh(self, stem: str) -> sympy.Symbol:
-        name = stem
+        """A compiler-made symbol (`losscomp.naming.internal`): it can never be one of the user's names."""
+        name = internal(stem)
         while name in self.taken:
             self.counter += 1
-            name = f"{stem}_{self.counter}"
+            name = internal(f"{stem}_{self.counter}")
         self.taken.add(name)
         return sympy.Symbol(name, real=True)
 
     def context(self, expr: sympy.Expr) -> tuple[sympy.Symbol, ...]:
-        """The arrays whose broadcast shape is the shape of `expr` (onehot(y) is shaped like the target)."""
+        """The arrays whose broadcast shape is the shape of `expr` (onehot(y) is shaped like the target; a
+        constant is shaped like all the arguments together)."""
         symbols = {s for s in expr.free_symbols if s in self.arrays}
         if expr.has(onehot):
             symbols.add(self.targets[0])
+        if not symbols:
+            symbols = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
         return tuple(sorted(symbols, key=lambda s: s.name))
 
     # -- programs ----------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ class _Builder:
 
         for k in range(len(smooth) - 1, -1, -1):
             r = smooth[k]
-            adjoint = collect(r.symbol, f"d_{r.symbol.name}", terms(r.symbol, smooth[k + 1:]))
+            adjoint = collect(r.symbol, f"d_{_stem(r.symbol.name)}", terms(r.symbol, smooth[k + 1:]))
             if adjoint is not None:
                 adjoints[r.symbol] = adjoint
         self.adjoints = adjoints
@@ -221,7 +226,7 @@ class _Builder:
                 continue
             if step.op == "logsumexp":
                 d = sympy.exp(step.expr - step.symbol) * d
-            symbol = self.fresh(f"dot_{step.symbol.name}")
+            symbol = self.fresh(f"dot_{_stem(step.symbol.name)}")
             op = "collect" if step.op == "collect" else "sum"
             out_steps.append(Step(symbol, op, d, step.axis, step.like, step.context))
             self.arrays.add(symbol)

@@ -32,6 +32,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 from .functions import root, sigmoid, softplus, xlogy
 from .ir import Definition, Reduction
+from .naming import internal
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,14 @@ def logsumexp_reductions(definition: Definition) -> Definition:
     log(sum(exp(u))) is m + L and exp(z) / sum(exp(z)) is exp(z - m - L), whatever the size of z."""
     replacement: dict = {}
     reductions: list[Reduction] = []
-    taken = {r.symbol.name for r in definition.reductions} | set(definition.symbols)
+    taken = {r.symbol.name for r in definition.reductions}
 
     def fresh(stem: str) -> sympy.Symbol:
         index = 0
-        while f"{stem}{index}" in taken:
+        while internal(f"{stem}{index}") in taken:
             index += 1
-        taken.add(f"{stem}{index}")
-        return sympy.Symbol(f"{stem}{index}", real=True)
+        taken.add(internal(f"{stem}{index}"))
+        return sympy.Symbol(internal(f"{stem}{index}"), real=True)
 
     def substitute(expr: sympy.Expr) -> sympy.Expr:
         # exp(z) * exp(-m - L) -> exp(z - m - L), so that log(exp(...)) of a real argument cancels
