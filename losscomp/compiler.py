@@ -130,6 +130,14 @@ class CompiledLoss:
         return "\n".join(lines)
 
     def spec(self) -> emit.Spec:
+        """The emitter's input: stable forms, native forms and guards, computed once per loss."""
+        cached = self.__dict__.get("_spec")
+        if cached is None:
+            cached = self._make_spec()
+            object.__setattr__(self, "_spec", cached)
+        return cached
+
+    def _make_spec(self) -> emit.Spec:
         d = self.derivation
 
         arrays = frozenset({a.symbol for a in self.definition.arguments} | {s.symbol for s in d.forward.steps}
