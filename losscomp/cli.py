@@ -51,6 +51,8 @@ def _read_file(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise LossOptionError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError:   # a NUL byte in the name
+        raise LossOptionError(f"cannot read {str(path)!r}: not a valid file name") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -132,6 +134,8 @@ def _params(items: Sequence[str] | None) -> dict[str, float] | None:
             params[key] = float(value)
         except ValueError:
             raise LossOptionError(f"--param {item!r}: {value.strip()!r} is not a number") from None
+        if not math.isfinite(params[key]):
+            raise LossOptionError(f"--param {item!r}: a parameter is a finite number")
     return params
 
 

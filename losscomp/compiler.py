@@ -181,7 +181,8 @@ def _definitions(source: str, name: str | None,
         # a lone name is a catalog lookup, never the identity loss
         found = catalog.lookup(lone.body.id)
         if found is None:
-            raise LossNameError(f"unknown loss '{lone.body.id}'{did_you_mean(lone.body.id, catalog.names())} "
+            shown = lone.body.id if len(lone.body.id) <= 60 else lone.body.id[:57] + "..."
+            raise LossNameError(f"unknown loss '{shown}'{did_you_mean(lone.body.id, catalog.names())} "
                                 f"(a lone name is a catalog loss: 'losscomp list' shows them)")
         return [found], False
     bare = module.bare is not None
