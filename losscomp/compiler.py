@@ -25,6 +25,7 @@ from .syntax import parse
 
 BACKENDS = ("numpy", "torch", "tensorflow")
 REDUCTIONS = ("mean", "sum", "none")
+BOOSTING = ("xgboost", "lightgbm")     # build() targets that are objectives, not emitted modules
 _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 
 
@@ -153,8 +154,14 @@ class CompiledLoss:
         """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
         return emit.emit(self.spec(), backend(backend_name))
 
-    def build(self, backend_name: str = "numpy") -> types.ModuleType:
-        """The emitted source loaded as a module."""
+    def build(self, backend_name: str = "numpy", **options):
+        """The emitted source loaded as a module; for 'xgboost' or 'lightgbm', a custom objective and
+        metric for that library (`losscomp.boosting.build`, which takes the `options`)."""
+        if backend_name in BOOSTING:
+            from . import boosting
+            return boosting.build(self, backend_name, **options)
+        if options:
+            raise LossOptionError(f"build('{backend_name}') takes no options (got {', '.join(sorted(options))})")
         key = _ALIASES.get(backend_name, backend_name)
         return runtime.load(self.emit(key), f"{self.name}_{key}")
 
