@@ -30,11 +30,13 @@ Hessian rules (`hessian=`), for losses whose second derivative vanishes or turns
   boosting: each leaf moves by the mean negative gradient. Those built-in objectives then also refit
   each leaf to a quantile of its residuals, a step that the custom-objective interfaces of neither
   library expose; without it, give the model enough rounds (and an `init_score`).
-- 'auto' (default): 'constant' when l'' is zero on every branch (piecewise-linear losses: pinball,
-  mae, hinge, underestimation; decided symbolically), else 'exact'. A redescending loss (tukey,
-  cauchy) gets 'exact' with negative curvature floored; when many samples sit where l'' <= 0 the
-  Hessian sums of a leaf fall under min_child_weight (XGBoost) or min_sum_hessian_in_leaf
-  (LightGBM) and trees stop splitting: use hessian='constant' or a larger hessian_floor there.
+- 'auto' (default): 'exact' for a loss whose l'' is positive, 'constant' for one whose l'' vanishes on
+  a region or turns negative: pinball, mae, hinge (zero everywhere), huber, squared_hinge (zero beyond
+  a threshold), tukey and cauchy (negative far out). Decided on a probe grid: labels typical of the
+  label's domain, margins from 20 below to 20 above each. A zero or negative l'' makes the Hessian
+  sums of whole leaves (nearly) zero: the leaf value -G / (H + lambda) then explodes where lambda is
+  0 (LightGBM's default), and splits fall under min_child_weight (XGBoost) or
+  min_sum_hessian_in_leaf (LightGBM), so trees stop growing; the constant rule has neither problem.
 
 The evaluation metric is the loss itself, the weighted mean sum_i w_i l_i / sum_i w_i over samples
 (the libraries' built-in metrics are weighted means too), lower is better.
@@ -47,6 +49,7 @@ with base_score=0). `init_score(labels, weight)` gives that constant for a one-o
 from __future__ import annotations
 
 import math
+import threading
 import types
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
@@ -61,6 +64,7 @@ LIBRARIES = ("xgboost", "lightgbm")
 HESSIAN_RULES = ("auto", "exact", "constant")
 DEFAULT_HESSIAN_FLOOR = 1e-16
 _ONE_HOT_DOMAINS = ("simplex", "onehot")
+_LOADING = threading.Lock()
 
 
 class BoostingInputError(LossOptionError):
@@ -100,7 +104,9 @@ class Derivatives:
     @property
     def module(self) -> types.ModuleType:
         if self._module is None:
-            self._module = runtime.load(self.source, f"{self.layout.name}_boosting")
+            with _LOADING:          # one load per process, also when worker threads unpickle at once
+                if self._module is None:
+                    self._module = runtime.load(self.source, f"{self.layout.name}_boosting")
         return self._module
 
     def __getstate__(self) -> dict[str, Any]:
@@ -404,14 +410,35 @@ class BoostingObjective:
 # Building one.
 # ---------------------------------------------------------------------------------------------
 
-def _rule(compiled: CompiledLoss, hessian: str) -> str:
-    if hessian not in HESSIAN_RULES:
-        raise LossOptionError(f"unknown hessian rule '{hessian}'{did_you_mean(str(hessian), HESSIAN_RULES)}; "
-                              f"choose one of {', '.join(HESSIAN_RULES)}")
+# Label values typical of each domain, for the probe of l'' in `_curvature_is_positive`.
+_PROBE_LABELS = {"real": (-2.0, 0.0, 1.5), "positive": (0.5, 1.0, 4.0), "nonnegative": (0.0, 1.0, 4.0),
+                 "unit": (0.1, 0.5, 0.9), "binary": (0.0, 1.0), "sign": (-1.0, 1.0), "count": (0.0, 1.0, 7.0)}
+_PROBE_OFFSETS = np.linspace(-20.0, 20.0, 401)
+
+
+def _curvature_is_positive(module: types.ModuleType, layout: _Layout) -> bool:
+    """False when l'' is negative at a point of the probe grid, or zero at more than one margin for a
+    label (zero on a region, not just at a kink): labels typical of the label's domain, margins
+    label + [-20, 20]."""
+    labels = _PROBE_LABELS.get(layout.label_domain)
+    if labels is None:
+        return True
+    y = np.repeat(np.asarray(labels), _PROBE_OFFSETS.size)
+    z = y + np.tile(_PROBE_OFFSETS, len(labels))
+    args = [z if a == layout.margin else y for a in layout.arguments]
+    with np.errstate(all="ignore"):
+        h = np.asarray(module.hessian(*args, **dict(layout.params)), dtype=np.float64)
+    h = np.broadcast_to(h, z.shape).reshape(len(labels), _PROBE_OFFSETS.size)
+    finite = np.isfinite(h)
+    return not (np.any(finite & (h < 0)) or np.any(np.sum(finite & (h == 0), axis=1) > 1))
+
+
+def _rule(hessian: str, module: types.ModuleType, layout: _Layout) -> str:
     if hessian != "auto":
         return hessian
-    from .fit import curvature_vanishes
-    return "constant" if compiled.derivation.elementwise and curvature_vanishes(compiled) else "exact"
+    if layout.kind == "per_sample":                 # softmax: the diagonal p (1 - p) of a PSD block
+        return "exact"
+    return "exact" if _curvature_is_positive(module, layout) else "constant"
 
 
 def build(compiled: CompiledLoss, library: str, *, label: str | None = None,
@@ -466,7 +493,9 @@ def build(compiled: CompiledLoss, library: str, *, label: str | None = None,
                                          or not (math.isfinite(multiclass_scale) and multiclass_scale > 0)):
         raise LossOptionError(f"multiclass_scale must be a finite number > 0 (or None for the library's own), "
                               f"not {multiclass_scale!r}")
-    rule = _rule(compiled, hessian)
+    if hessian not in HESSIAN_RULES:
+        raise LossOptionError(f"unknown hessian rule '{hessian}'{did_you_mean(str(hessian), HESSIAN_RULES)}; "
+                              f"choose one of {', '.join(HESSIAN_RULES)}")
     source = replace(compiled, reduction="sum").emit("numpy")
     module = runtime.load(source, f"{compiled.name}_boosting")
     if module.KIND == "whole_batch":
@@ -474,6 +503,7 @@ def build(compiled: CompiledLoss, library: str, *, label: str | None = None,
                               f"of per-sample losses, so it has no per-sample gradient for a boosting library")
     layout = _Layout(name=compiled.name, arguments=tuple(a.name for a in definition.arguments), label=label,
                      margin=margin, label_domain=definition.argument(label).domain, kind=module.KIND,
-                     params=tuple(values.items()), rule=rule, floor=float(hessian_floor))
+                     params=tuple(values.items()), rule=hessian, floor=float(hessian_floor))
+    layout = replace(layout, rule=_rule(hessian, module, layout))
     return BoostingObjective(library, Derivatives(source, layout, module),
                              None if multiclass_scale is None else float(multiclass_scale))

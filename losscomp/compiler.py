@@ -160,9 +160,13 @@ class CompiledLoss:
         if backend_name in BOOSTING:
             from . import boosting
             return boosting.build(self, backend_name, **options)
+        key = _ALIASES.get(backend_name, backend_name)
+        if key not in BACKENDS:
+            choices = BACKENDS + BOOSTING
+            raise LossOptionError(f"unknown backend '{backend_name}'{did_you_mean(str(backend_name), choices)}; "
+                                  f"choose one of {', '.join(choices)}")
         if options:
             raise LossOptionError(f"build('{backend_name}') takes no options (got {', '.join(sorted(options))})")
-        key = _ALIASES.get(backend_name, backend_name)
         return runtime.load(self.emit(key), f"{self.name}_{key}")
 
 
