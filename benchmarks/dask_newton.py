@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "",
         *table,
         "",
-        "A losscomp iteration is a Hessian pass plus a value-and-gradient pass per line-search trial (one when "
+        "One run on a shared machine (see the load averages): compare the ratio of the times per iteration, "
+        "not the seconds. A losscomp iteration is a Hessian pass plus a value-and-gradient pass per line-search trial (one when "
         "the full step is taken); its total includes one more value-and-gradient pass at the start and a pass "
         "that checks the data for NaN. A dask-ml iteration is one pass for gradient and Hessian together.",
         ""])

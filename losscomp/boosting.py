@@ -127,8 +127,7 @@ class Derivatives:
         if self.layout.kind == "per_sample" and z.ndim != 2:
             raise BoostingInputError(
                 f"{where}: '{self.layout.name}' reduces over the K outputs of a sample (multi-class), so its "
-                f"margins are (n, K); got shape {z.shape}. Set num_class (XGBoost) or num_class with "
-                f"objective 'multiclass' semantics (LightGBM) to K")
+                f"margins are (n, K); got shape {z.shape}: set num_class=K in the library's parameters")
         return z
 
     def labels(self, labels: Any, z: np.ndarray, where: str) -> np.ndarray:
@@ -194,7 +193,7 @@ class Derivatives:
                 h = np.array(np.broadcast_to(mod.hessian(*args, **params), z.shape), dtype=np.float64)
         if self.layout.rule == "exact":
             h = np.maximum(h, self.layout.floor)
-        if self.layout.kind == "per_sample" and multiclass_scale is not None:
+        if self.layout.kind == "per_sample" and self.layout.rule == "exact" and multiclass_scale is not None:
             h = h * multiclass_scale
         if w is not None:
             scale = w[:, None] if z.ndim == 2 else w
