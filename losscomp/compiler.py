@@ -20,8 +20,9 @@ from .backends.base import Backend
 from .derive import Derivation, Program, closed_forms, derive
 from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
+from .native import native
 from .stabilize import guard, logsumexp_reductions, stabilize
-from .syntax import parse
+from .syntax import nodes, parse
 
 BACKENDS = ("numpy", "torch", "tensorflow")
 REDUCTIONS = ("mean", "sum", "none")
@@ -31,6 +32,8 @@ _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "ten
 
 def backend(name: str) -> Backend:
     """The backend called `name` (imported on first use, so unused frameworks cost nothing)."""
+    if not isinstance(name, str):
+        raise LossOptionError(f"a backend is named by a string ({', '.join(BACKENDS)}), not {name!r}")
     key = _ALIASES.get(name, name)
     if key not in BACKENDS:
         raise LossOptionError(f"unknown backend '{name}'{did_you_mean(name, BACKENDS)}; "
@@ -130,10 +133,22 @@ class CompiledLoss:
         return "\n".join(lines)
 
     def spec(self) -> emit.Spec:
+        """The emitter's input: stable forms, native forms and guards, computed once per loss."""
+        cached = self.__dict__.get("_spec")
+        if cached is None:
+            cached = self._make_spec()
+            object.__setattr__(self, "_spec", cached)
+        return cached
+
+    def _make_spec(self) -> emit.Spec:
         d = self.derivation
 
+        arrays = frozenset({a.symbol for a in self.definition.arguments} | {s.symbol for s in d.forward.steps}
+                           | {s.symbol for s in d.backward.steps} | {s.symbol for s in d.tangent.steps}
+                           | set(d.tangent_inputs))
+
         def printable(expr: sympy.Expr) -> sympy.Expr:
-            return guard(stabilize(expr)) if self.rewrites else expr
+            return guard(native(stabilize(expr)), arrays) if self.rewrites else expr
 
         def stable(program: Program) -> Program:
             return Program(tuple(replace(step, expr=printable(step.expr)) for step in program.steps),
@@ -148,7 +163,11 @@ class CompiledLoss:
             tangent_inputs=tuple(v.name for v in d.tangent_inputs),
             diagonal=tuple(tuple(printable(h) for h in row) for row in d.diagonal),
             context=d.context, tensors=d.tensors, bindings=self.definition.bindings,
-            display=tuple(self.describe()[1:]))
+            display=tuple(self.describe()[1:]),
+            roles=tuple((a.name, "index" if a.domain == "index" else a.role, a.domain)
+                        for a in self.definition.arguments),
+            symbols=tuple((a.name, a.symbol) for a in self.definition.arguments)
+            + tuple((p.name, p.symbol) for p in self.definition.parameters))
 
     def emit(self, backend_name: str = "numpy") -> str:
         """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
@@ -157,6 +176,8 @@ class CompiledLoss:
     def build(self, backend_name: str = "numpy", **options):
         """The emitted source loaded as a module; for 'xgboost' or 'lightgbm', a custom objective and
         metric for that library (`losscomp.boosting.build`, which takes the `options`)."""
+        if not isinstance(backend_name, str):
+            backend(backend_name)                        # raises: a backend is named by a string
         if backend_name in BOOSTING:
             from . import boosting
             return boosting.build(self, backend_name, **options)
@@ -167,7 +188,8 @@ class CompiledLoss:
                                   f"choose one of {', '.join(choices)}")
         if options:
             raise LossOptionError(f"build('{backend_name}') takes no options (got {', '.join(sorted(options))})")
-        return runtime.load(self.emit(key), f"{self.name}_{key}")
+        source = self.emit(backend_name)
+        return runtime.load(source, f"{self.name}_{key}")
 
 
 def _definitions(source: str, name: str | None,
@@ -180,6 +202,15 @@ def _definitions(source: str, name: str | None,
     if text.isidentifier() and catalog.lookup(text) is not None:
         return [catalog.lookup(text)], False
     module = parse(source)
+    lone = module.bare
+    if lone is not None and isinstance(lone.body, nodes.Name) and not lone.bindings and not lone.wrt:
+        # a lone name is a catalog lookup, never the identity loss
+        found = catalog.lookup(lone.body.id)
+        if found is None:
+            shown = lone.body.id if len(lone.body.id) <= 60 else lone.body.id[:57] + "..."
+            raise LossNameError(f"unknown loss '{shown}'{did_you_mean(lone.body.id, catalog.names())} "
+                                f"(a lone name is a catalog loss: 'losscomp list' shows them)")
+        return [found], False
     bare = module.bare is not None
     return lower_module(module, catalog.lookup, bare_name=name or "custom",
                         parameters=params if bare else None), bare

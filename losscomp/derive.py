@@ -10,7 +10,8 @@ a mean, 1 for a sum), reverse mode gives
 where `collect_u` sums a term over the axes on which it is wider than u (the adjoint of
 broadcasting), and r_j is the reduction's own derivative: 1 for a sum, softmax(op_j) = exp(op_j - R_j)
 for a logsumexp. Each step is an elementwise SymPy expression (`sympy.diff`, on the form
-`canonical.lower` gives, so kinks are Piecewise branches and never DiracDelta) or a reduction, so the
+`canonical.lower` gives, so kinks differentiate by the convention and never give a DiracDelta) or a
+reduction, so the
 emitted code computes every reduction once per sample.
 
 Hessian-vector products run forward mode over that gradient program (tangents of every step), which
@@ -28,6 +29,7 @@ from . import canonical
 from .errors import LossDerivationError
 from .functions import onehot
 from .ir import Definition, Reduction
+from .naming import internal, stem as _stem
 
 CONSTANT_REDUCTIONS = ("count", "max")  # no derivative flows through these (see ir.Reduction)
 _UNPRINTABLE = (sympy.DiracDelta, sympy.Heaviside, sympy.Derivative, sympy.Subs, sympy.Integral)
@@ -95,12 +97,18 @@ def _check(expr: sympy.Expr, what: str) -> sympy.Expr:
     return expr
 
 
-def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    return sympy.piecewise_fold(expr) if expr.has(sympy.Piecewise) else expr
+def _folded(expr: sympy.Expr, limit: int = 60) -> sympy.Expr:
+    """A small expression with its Piecewise parts folded into one (for people: `if e > 0 then -tau
+    else ...`); a large one as it is (folding multiplies branches)."""
+    if not expr.has(sympy.Piecewise) or sympy.count_ops(expr) > limit:
+        return expr
+    return sympy.piecewise_fold(expr)
 
 
 def _diff(expr: sympy.Expr, symbol: sympy.Symbol, what: str) -> sympy.Expr:
-    return _check(_tidy(sympy.diff(canonical.lower(expr), symbol)), what)
+    """d expr / d symbol under the kink convention (`canonical`): kink functions differentiate by their
+    own rules, so the result is as small as expr (Piecewise only where expr has an if, or a step)."""
+    return _check(canonical.raise_kinks(sympy.diff(canonical.lower(expr), symbol)), what)
 
 
 class _Builder:
@@ -114,22 +122,26 @@ class _Builder:
         self.index_symbols = {a.symbol for a in definition.arguments if a.domain == "index"}
         self.arrays = ({a.symbol for a in definition.arguments} | {r.symbol for r in self.reductions}) \
             - self.index_symbols
-        self.taken = {s.name for s in self.arrays | self.index_symbols} | {p.name for p in definition.parameters}
+        self.taken: set[str] = set()
         self.counter = 0
 
     def fresh(self, stem: str) -> sympy.Symbol:
-        name = stem
+        """A compiler-made symbol (`losscomp.naming.internal`): it can never be one of the user's names."""
+        name = internal(stem)
         while name in self.taken:
             self.counter += 1
-            name = f"{stem}_{self.counter}"
+            name = internal(f"{stem}_{self.counter}")
         self.taken.add(name)
         return sympy.Symbol(name, real=True)
 
     def context(self, expr: sympy.Expr) -> tuple[sympy.Symbol, ...]:
-        """The arrays whose broadcast shape is the shape of `expr` (onehot(y) is shaped like the target)."""
+        """The arrays whose broadcast shape is the shape of `expr` (onehot(y) is shaped like the target; a
+        constant is shaped like all the arguments together)."""
         symbols = {s for s in expr.free_symbols if s in self.arrays}
         if expr.has(onehot):
             symbols.add(self.targets[0])
+        if not symbols:
+            symbols = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
         return tuple(sorted(symbols, key=lambda s: s.name))
 
     # -- programs ----------------------------------------------------------------------------------
@@ -182,7 +194,7 @@ class _Builder:
 
         for k in range(len(smooth) - 1, -1, -1):
             r = smooth[k]
-            adjoint = collect(r.symbol, f"d_{r.symbol.name}", terms(r.symbol, smooth[k + 1:]))
+            adjoint = collect(r.symbol, f"d_{_stem(r.symbol.name)}", terms(r.symbol, smooth[k + 1:]))
             if adjoint is not None:
                 adjoints[r.symbol] = adjoint
         self.adjoints = adjoints
@@ -221,7 +233,7 @@ class _Builder:
                 continue
             if step.op == "logsumexp":
                 d = sympy.exp(step.expr - step.symbol) * d
-            symbol = self.fresh(f"dot_{step.symbol.name}")
+            symbol = self.fresh(f"dot_{_stem(step.symbol.name)}")
             op = "collect" if step.op == "collect" else "sum"
             out_steps.append(Step(symbol, op, d, step.axis, step.like, step.context))
             self.arrays.add(symbol)
@@ -320,7 +332,7 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
         first = [_diff(value, t, f"derivative by {t}") for t in targets]
         second = [[_diff(first[i], t, f"second derivative by {targets[i]}, {t}") for t in targets]
                   for i in range(len(targets))]
-        gradient = tuple(first) if not definition.reductions else gradient
+        gradient = tuple(_folded(g) for g in first) if not definition.reductions else gradient
         hessian = tuple(tuple(row) for row in second)
         diagonal = hessian
     else:

@@ -2,13 +2,15 @@
 
 Each public function prints one program of `derive` (forward, backward or tangent), keeping only
 the steps its outputs need. The expressions of all its steps go through `sympy.cse` together; a
-shared subexpression is printed just before the first step that uses it, named after a `where`
-binding (`e`), a function of a named value (`abs_e`), or `t0`, `t1`, ... Reductions print as
-`_sum`, `_logsumexp`, `_count` (kept dims), adjoints of broadcasting as `_collect`.
+shared subexpression is named after a `where` binding (`e`), a function of a named value (`abs_e`),
+or `t0`, `t1`, ...; `losscomp.schedule` lowers them to one operation per statement and lets a
+statement reuse the memory of a temporary that is dead. Every name the module introduces comes
+from a `losscomp.naming.Namespace`, so no user name can collide with one of the emitter's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import re
 from dataclasses import dataclass
@@ -21,6 +23,13 @@ from ._version import __version__
 from .backends.base import ArrayPrinterMixin, Backend
 from .canonical import KINK_CONVENTION
 from .derive import Program, Step
+from .errors import LossDefinitionError
+from .naming import INTERNAL, Namespace, internal, is_internal, rename_globals, stem
+from .schedule import ARRAY, SCALAR, Kind, Scheduler, join
+
+PUBLIC_FUNCTIONS = ("values", "loss", "grad", "value_and_grad", "hvp", "hessian", "newton_hessian")
+CONSTANTS = ("NAME", "ARGUMENTS", "TARGETS", "PARAMETERS", "REDUCTION", "KIND", "ROLES", "SOURCE_HASH")
+RESERVED_KEYWORDS = ("sample_weight", "validate")  # keyword arguments every emitted function takes
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class Spec:
     tensors: frozenset                        # names bound to arrays
     bindings: tuple[tuple[str, sympy.Expr], ...]
     display: tuple[str, ...]                  # header lines: loss, gradient, Hessian
+    roles: tuple[tuple[str, str, str], ...] = ()   # (argument, role, domain); role 'index' for labels
+    symbols: tuple[tuple[str, sympy.Symbol], ...] = ()  # argument and parameter symbols by name
 
     @property
     def class_name(self) -> str:
@@ -83,6 +94,18 @@ class Spec:
         """True unless some reduction spans the batch axis (then the Hessian is one whole matrix)."""
         return all(step.axis != "all" for step in self.forward.steps)
 
+    @property
+    def source_hash(self) -> str:
+        """A short hash of the source, the parameters and the options: it names the formula."""
+        text = "\n".join([self.source, repr(self.parameters), self.reduction, repr(self.targets), __version__])
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def role(self, name: str) -> tuple[str, str]:
+        for argument, role, domain in self.roles:
+            if argument == name:
+                return role, domain
+        return "element", "real"
+
 
 def _literal(value: float) -> str:
     return repr(float(value))
@@ -102,39 +125,59 @@ def _needed(steps: Sequence[Step], outputs: Sequence[sympy.Expr]) -> list[Step]:
     return keep
 
 
+def user_names(spec: Spec) -> set[str]:
+    return set(spec.arguments) | {n for n, _ in spec.parameters} | {b for b, _ in spec.bindings}
+
+
+def check_names(spec: Spec) -> None:
+    """The few keyword names every emitted function takes cannot also name a part of the loss."""
+    clash = sorted(user_names(spec) & set(RESERVED_KEYWORDS))
+    if clash:
+        raise LossDefinitionError(f"'{clash[0]}' is a keyword argument of every emitted function "
+                                  f"({', '.join(RESERVED_KEYWORDS)}); choose another name for it in the loss")
+
+
 class _Body:
     """The statements of one function: program steps with their shared subexpressions named."""
 
-    def __init__(self, spec: Spec, printer: ArrayPrinterMixin, steps: Sequence[Step], outputs: Sequence):
-        self.spec = spec
-        self.printer = printer
+    def __init__(self, writer: "ModuleWriter", steps: Sequence[Step], outputs: Sequence[sympy.Expr],
+                 kinds: dict, scope, inplace: bool):
+        spec = writer.spec
+        self.writer = writer
+        self.scope = scope
         steps = _needed(steps, outputs)
-        taken = set(spec.arguments) | {n for n, _ in spec.parameters} | set(spec.tensors) | {"v", "X", "w"}
-        taken |= {s.symbol.name for s in steps}
-        # where-bindings by name, each in terms of the earlier ones
+        bindings = tuple((name, value) for name, value in spec.bindings)
         named: list[tuple[sympy.Symbol, sympy.Expr]] = []
-        for index, (name, value) in enumerate(spec.bindings):
-            if value.is_Atom or name in taken:
+        for index, (name, value) in enumerate(bindings):
+            if value.is_Atom:
                 continue
-            named.append((sympy.Symbol(name, real=True), display.with_names(value, spec.bindings[:index])))
-            taken.add(name)
-        exprs = [display.with_names(s.expr, spec.bindings) for s in steps]
-        outs = [display.with_names(o, spec.bindings) for o in outputs]
-        replacements, reduced = sympy.cse(exprs + outs, symbols=self._fresh(taken), order="canonical")
+            named.append((sympy.Symbol(name, real=True), display.with_names(value, bindings[:index])))
+        exprs = [display.with_names(s.expr, bindings) for s in steps]
+        outs = [display.with_names(o, bindings) for o in outputs]
+        counter = iter(range(10**9))
+        replacements, reduced = sympy.cse(exprs + outs, order="canonical",
+                                          symbols=(sympy.Symbol(internal(f"t{next(counter)}"), real=True)
+                                                   for _ in iter(int, 1)))
         renamed: dict[sympy.Symbol, sympy.Symbol] = {}
         pending: list[tuple[sympy.Symbol, sympy.Expr]] = []
+        taken: set[str] = set()
         for symbol, value in replacements:
             value = value.xreplace(renamed)
             better = self._name_for(value, taken)
             if better is not None:
-                renamed[symbol] = sympy.Symbol(better, real=True)
+                renamed[symbol] = sympy.Symbol(internal(better), real=True)
                 taken.add(better)
                 symbol = renamed[symbol]
             pending.append((symbol, value))
         reduced = [r.xreplace(renamed) for r in reduced]
-        self.lines: list[str] = []
+        available = named + pending
+
+        temps = (sympy.Symbol(internal(f"t{n}"), real=True) for n in range(next(counter), 10**9))
+        reference = sympy.Symbol(spec.targets[0], real=True)
+        reference = next((s for s in kinds if s.name == spec.targets[0]), reference)
+        self.sched = Scheduler(kinds, temp=lambda: next(temps), inplace=inplace, reference=reference,
+                               axpy=inplace and writer.backend.printer.AXPY is not None)
         done: set[sympy.Symbol] = set()
-        available = [(s, v) for s, v in named] + pending
 
         def need(expr):
             """Emit, in order, the bindings and shared subexpressions `expr` uses."""
@@ -149,61 +192,55 @@ class _Body:
             for symbol, value in available:
                 if symbol in wanted and symbol not in done:
                     done.add(symbol)
-                    self._assign(symbol.name, self.printer.doprint(value), value)
+                    self.sched.assign(symbol, value)
 
         for step, expr in zip(steps, reduced[:len(steps)]):
             need(expr)
-            self._assign(step.symbol.name, self._print_step(step, expr), None, tensor=True)
+            self._step(step, expr)
         self.outputs = []
         for out in reduced[len(steps):]:
             need(out)
-            self.outputs.append(self.printer.doprint(out))
+            self.outputs.append(self.sched.atom(out))
+        self.sched.reuse_buffers(self.outputs)
 
-    def _assign(self, name: str, text: str, value, tensor: bool = False) -> None:
-        if tensor or value is None or not isinstance(value, sympy.Expr) or self.printer._is_tensor(value):
-            self.printer.tensors.add(name)
-        self.lines.append(f"    {name} = {text}")
-
-    def _print_step(self, step: Step, expr: sympy.Expr) -> str:
-        text = self.printer.doprint(expr)
-        axis = repr(step.axis) if not step.axis.lstrip("-").isdigit() else step.axis
-        context = ", ".join(s.name for s in step.context)
-        if step.op == "sum":
-            return f"_sum({text}, {axis})"
-        if step.op == "logsumexp":
-            return f"_logsumexp({text}, {axis})"
-        if step.op == "max":
-            return f"_max({text}, {axis})"
-        ref = self.spec.targets[0]
-        if step.op == "count":
-            return f"_count({axis}, {ref}, {context})"
-        if step.op == "seed":
-            return f"_seed({ref}{', ' if context else ''}{context})"
-        if step.op == "collect":
-            return f"_collect({text}, {step.like.name}{', ' if context else ''}{context})"
-        raise ValueError(f"unknown step {step.op}")  # pragma: no cover - derive makes only these
-
-    @staticmethod
-    def _fresh(taken: set[str]):
-        index = 0
-        while True:
-            name = f"t{index}"
-            index += 1
-            if name not in taken:
-                taken.add(name)
-                yield sympy.Symbol(name, real=True)
+    def _step(self, step: Step, expr: sympy.Expr) -> None:
+        sched = self.sched
+        if step.op in ("sum", "max", "logsumexp"):
+            operand_atoms = sched.kind(expr).atoms
+            atoms = frozenset({f"{step.axis}:" + "+".join(sorted(operand_atoms))})
+            sched.step(step.symbol, step.op, expr, Kind(ARRAY, atoms), axis=step.axis)
+        elif step.op == "count":
+            sched.step(step.symbol, "count", None, Kind(SCALAR), axis=step.axis, context=step.context)
+        elif step.op == "seed":
+            # 1/N, or weights per sample: its shape broadcasts into the loss values' shape
+            sched.absorbed["@seed"] = join([sched.kinds_of(c) for c in step.context]).atoms
+            sched.step(step.symbol, "seed", None, Kind(ARRAY, frozenset({"@seed"})), context=step.context)
+        elif step.op == "collect":
+            like = sched.kinds_of(step.like)
+            sched.step(step.symbol, "collect", expr if expr != 0 else None, Kind(ARRAY, like.atoms),
+                       like=step.like, context=step.context)
+        else:  # pragma: no cover - derive makes only these
+            raise ValueError(f"unknown step {step.op}")
 
     @staticmethod
     def _name_for(value: sympy.Expr, taken: set[str]) -> str | None:
         """`abs_e` for abs(e), `sigmoid_z` for sigmoid(z): a function of one named value."""
         if isinstance(value, sympy.Function) and len(value.args) == 1 and value.args[0].is_Symbol:
             inner = value.args[0].name
-            if inner.startswith("t") and inner[1:].isdigit():
+            if is_internal(inner):
                 return None
             name = f"{type(value).__name__.lower()}_{inner}"
             if name.isidentifier() and not keyword.iskeyword(name) and name not in taken:
                 return name
         return None
+
+    def lines(self, printer: ArrayPrinterMixin) -> list[str]:
+        printer.kinds = dict(self.sched.kinds)
+        printer.name_of = self.writer.name_of(self.scope)
+        return [f"    {printer.statement(st, printer.name_of)}" for st in self.sched.statements]
+
+    def output(self, printer: ArrayPrinterMixin, index: int) -> str:
+        return printer.operand(self.outputs[index])
 
 
 def _indent_doc(text: str, indent: str = "    ") -> str:
@@ -214,129 +251,282 @@ class ModuleWriter:
     """Writes one module for one backend."""
 
     def __init__(self, spec: Spec, backend: Backend):
+        check_names(spec)
         self.spec = spec
         self.backend = backend
-        self.helpers: set[str] = set()
-        self.uses_math = False
+        self.ns = Namespace(user_names(spec))
+        # every global a body may use is reserved first, so that no local takes its name
+        for name in (backend.printer.ALIAS, "math", *backend.helpers, *self._reduction_helpers(),
+                     "_inputs", "_number", *PUBLIC_FUNCTIONS):
+            self.ns.reserve(name)
+        self.symbols = dict(spec.symbols)
+        self.reference = spec.targets[0]
 
-    def _printer(self) -> ArrayPrinterMixin:
-        tensors = set(self.spec.tensors) | {b for b, _ in self.spec.bindings}
-        return self.backend.printer(tensors=tensors, reference=self.spec.targets[0])
+    def _reduction_helpers(self) -> list[str]:
+        return list(self.backend.reductions[self.spec.reduction])
 
-    def _function(self, name: str, doc: str, steps: Sequence[Step], outputs: Sequence, result: str,
-                  extra_args: str = "", preamble: Sequence[str] = ()) -> str:
-        """`def name(args): <steps>; return result.format(*printed outputs)`."""
-        printer = self._printer()
-        body = _Body(self.spec, printer, steps, outputs)
-        self.helpers |= printer.helpers_used
-        self.uses_math |= printer.uses_math
-        args = ", ".join(self.spec.arguments) + extra_args
-        lines = [f"def {name}({args}{self.spec.keyword_params}):", f'    """{doc}"""', *preamble, *body.lines,
-                 f"    return {result.format(*body.outputs)}"]
-        return "\n".join(lines)
+    def printer(self) -> ArrayPrinterMixin:
+        return self.backend.printer(self.ns, reference=self.reference)
 
-    def functions(self) -> list[str]:
+    def name_of(self, scope):
+        """Python names for one function's symbols: user names as written; the compiler's own from the
+        scope, temporaries numbered t0, t1, ... in the order they first appear."""
+        temps: dict[str, str] = getattr(scope, "temps", None)
+        if temps is None:
+            temps = scope.temps = {}
+
+        def name(symbol: sympy.Symbol) -> str:
+            if not is_internal(symbol.name):
+                return symbol.name
+            key = stem(symbol.name)
+            if re.fullmatch(r"t\d+", key):
+                if key not in temps:
+                    temps[key] = scope.local(f"t{len(temps)}")
+                return temps[key]
+            return scope.local(key)
+        return name
+
+    # -- kinds of the inputs ---------------------------------------------------------------------
+    def kinds(self, extra: dict | None = None) -> dict:
+        kinds: dict = {}
+        for name in self.spec.arguments:
+            kinds[self._symbol(name)] = Kind(ARRAY, frozenset({name}))
+        for name, _ in self.spec.parameters:
+            kinds[self._symbol(name)] = Kind(SCALAR)
+        kinds.update(extra or {})
+        return kinds
+
+    def _symbol(self, name: str) -> sympy.Symbol:
+        return self.symbols.get(name, sympy.Symbol(name, real=True))
+
+    # -- pieces of a function ----------------------------------------------------------------------
+    def signature(self, name: str, extra_args: Sequence[str] = (), weights: bool = True,
+                  validate: bool = True, decorate: bool = False) -> list[str]:
+        s = self.spec
+        args = list(s.arguments) + list(extra_args)
+        keywords = [f"{n}={_literal(v)}" for n, v in s.parameters]
+        if weights:
+            keywords.append("sample_weight=None")
+        if validate:
+            keywords.append("validate=False")
+        text = ", ".join(args) + (", *, " + ", ".join(keywords) if keywords else "")
+        lines = []
+        if decorate and self.backend.name == "torch":
+            lines.append(f"@{self.ns.glob('torch')}.no_grad()")
+        lines.append(f"def {name}({text}):")
+        return lines
+
+    def prologue(self, scope, validate: bool = True) -> list[str]:
+        """Inputs as the framework's floating arrays (labels as integers), shapes checked; parameters as
+        numbers (NumPy) or 0-d tensors of the target's dtype."""
         s = self.spec
         args = ", ".join(s.arguments)
+        lines = [f"    {args}{',' if len(s.arguments) == 1 else ''} = {self.ns.glob('_inputs')}"
+                 f"({args}{', validate' if validate else ''})"]
+        for name, _ in s.parameters:
+            if self.backend.tensor_scalars:
+                lines.append(f"    {name} = {self.ns.glob('_scalar')}({name}, {self.reference})")
+            else:
+                lines.append(f"    {name} = {self.ns.glob('_number')}({name})")
+        return lines
+
+    def inputs_helper(self) -> str:
+        """`_inputs(args, validate=False)`: the module's own prologue, written for its argument roles."""
+        s = self.spec
+        g = self.ns.glob
+        args = ", ".join(s.arguments)
+        body = []
+        ordered = sorted(s.arguments, key=lambda a: a not in s.targets[:1])  # the reference first (TensorFlow)
+        for name in ordered:
+            role, domain = s.role(name)
+            if role == "index":
+                body.append(f"    {name} = {g('_labels')}({name})")
+            elif self.backend.name == "tensorflow" and name != s.targets[0]:
+                body.append(f"    {name} = {g('_floating')}({name}, {s.targets[0]})")
+            else:
+                body.append(f"    {name} = {g('_floating')}({name})")
+        triples = ", ".join(f"({name!r}, {name}, {s.role(name)[0]!r})" for name in s.arguments)
+        rank_name = self.ns.scope().local("rank")
+        body.append(f"    {rank_name} = {g('_check_shapes')}({triples})")
+        body.append("    if validate:")
+        body.extend(f"        {g('_validate')}({name!r}, {name}, {s.role(name)[1]!r})" for name in s.arguments)
+        for name in s.arguments:
+            if s.role(name)[0] == "sample":
+                body.append(f"    {name} = {g('_per_sample')}({name}, {rank_name})")
+        doc = ("The arguments as floating arrays (labels as integers), their shapes checked against each other; "
+               "with validate=True, their values against their domains.")
+        lines = [f"def {g('_inputs')}({args}, validate=False):", f'    """{doc}"""', *body,
+                 f"    return {args}{',' if len(s.arguments) == 1 else ''}"]
+        return "\n".join(lines)
+
+    def body(self, steps, outputs, extra_kinds=None, inplace=True) -> tuple["_Body", list[str], ArrayPrinterMixin]:
+        scope = self.ns.scope()
+        kinds = self.kinds(extra_kinds)
+        body = _Body(self, steps, outputs, kinds, scope, inplace and self.backend.inplace)
+        printer = self.printer()
+        return body, body.lines(printer), printer
+
+    # -- the public functions --------------------------------------------------------------------
+    def functions(self) -> list[str]:
+        s = self.spec
+        g = self.ns.glob
+        args = ", ".join(s.arguments)
         k = len(s.targets)
-        context = ", ".join(s.context)
         what = {"mean": "the mean of", "sum": "the sum of", "none": "no reduction:"}[s.reduction]
         of = "d(sum of the values)" if s.reduction == "none" else "d loss"
+        out = []
 
         def tupled(items: Sequence[str]) -> str:
             return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
 
         per = "element" if s.elementwise else "sample"
-        out = [self._function("values", f"The loss of every {per}, l({args}), broadcast (loss() reduces these).",
-                              s.forward.steps, [s.value], f"_broadcast({{0}}{', ' if context else ''}{context})")]
-        reduced = f"_reduce(values({args}{s.pass_params}))"
+        # values
+        scope_body, lines, printer = self.body(s.forward.steps, [s.value], inplace=False)
+        value = scope_body.output(printer, 0)
+        result = self._broadcast(scope_body, value, printer)
+        out.append("\n".join([*self.signature("values", weights=False),
+                              f'    """The loss of every {per}, l({args}), before the reduction."""',
+                              *self.prologue(scope_body.scope), *lines, f"    return {result}"]))
+        # loss
+        call = f"{g('values')}({args}{s.pass_params}, validate=validate)"
+        reduced = f"{g('_reduce')}({call}, sample_weight)"
         if s.reduction == "none" and s.squeeze is not None:
             axis = s.squeeze if s.squeeze.lstrip("-").isdigit() else repr(s.squeeze)
-            reduced = f"_squeeze({reduced}, {axis})"
-        out.append(f"def loss({args}{s.keyword_params}):\n"
-                   f'    """The loss: {what} l over all of its values."""\n'
-                   f"    return {reduced}")
-        grads = [f"{{{i}}}" for i in range(k)]
-        out.append(self._function("grad", f"{of} / d{', d'.join(s.targets)}, shaped like the target"
-                                  + ("s." if k > 1 else "."), s.backward.steps, s.backward.outputs, tupled(grads)))
-        out.append(self._function(
-            "value_and_grad", "(loss, grad) sharing their work.", s.backward.steps, [s.value, *s.backward.outputs],
-            f"_reduce(_broadcast({{0}}{', ' if context else ''}{context})), "
-            + tupled([f"{{{i + 1}}}" for i in range(k)])))
-        if k == 1:
-            hvp_doc = "Hessian-vector product H v, shaped like the target."
-            preamble: list[str] = []
-            tangent_arg = ", v"
-        else:
-            hvp_doc = "Hessian-vector product; v holds one array per target, in the order of TARGETS."
-            preamble = [f"    {', '.join(s.tangent_inputs)} = v"]
-            tangent_arg = ", v"
-        out.append(self._function("hvp", hvp_doc, s.tangent.steps, s.tangent.outputs,
-                                  tupled([f"{{{i}}}" for i in range(k)]), tangent_arg, preamble))
+            reduced = f"{g('_squeeze')}({reduced}, {axis})"
+        out.append("\n".join([*self.signature("loss"),
+                              f'    """The loss: {what} l over all of its values (weighted by sample_weight)."""',
+                              f"    return {reduced}"]))
+        # grad
+        body, lines, printer = self.body(s.backward.steps, list(s.backward.outputs))
+        grads = [body.output(printer, i) for i in range(k)]
+        out.append("\n".join([*self.signature("grad", decorate=True),
+                              f'    """{of} / d{", d".join(s.targets)}, shaped like the target{"s" if k > 1 else ""}."""',
+                              *self.prologue(body.scope), *lines, f"    return {tupled(grads)}"]))
+        # value_and_grad
+        body, lines, printer = self.body(s.backward.steps, [s.value, *s.backward.outputs])
+        value = self._broadcast(body, body.output(printer, 0), printer)
+        grads = [body.output(printer, i + 1) for i in range(k)]
+        out.append("\n".join([*self.signature("value_and_grad", decorate=True),
+                              '    """(loss, grad) sharing their work."""',
+                              *self.prologue(body.scope), *lines,
+                              f"    return {g('_reduce')}({value}, sample_weight), {tupled(grads)}"]))
+        # hvp
+        out.append(self._hvp())
         out.append(self._hessian())
         if k == 1 and (s.elementwise or s.per_sample):
             out.append(self._newton())
         return out
 
+    def _context_symbol(self, name: str) -> sympy.Symbol:
+        for step in self.spec.forward.steps:
+            if step.symbol.name == name:
+                return step.symbol
+        return self._symbol(name)
+
+    def _broadcast(self, body: _Body, value: str, printer) -> str:
+        """The loss values broadcast to their full shape, unless they have it already (known statically)."""
+        s = self.spec
+        context = [self._context_symbol(c) for c in s.context]
+        atom = body.outputs[0]
+        kind = body.sched.kinds_of(atom)
+        full = join([body.sched.kinds_of(c) for c in context]).atoms if context else frozenset()
+        if kind.what == ARRAY and kind.atoms == full:
+            return value
+        names = body.writer.name_of(body.scope)
+        return f"{self.ns.glob('_broadcast')}({value}, {self.reference}" + "".join(
+            ", " + names(c) for c in context) + ")"
+
+    def _hvp(self) -> str:
+        s = self.spec
+        k = len(s.targets)
+        vs = [sympy.Symbol(name, real=True) for name in s.tangent_inputs]
+        extra = {v: self.kinds()[self._symbol(t)] for v, t in zip(vs, s.targets)}
+        body, lines, printer = self.body(s.tangent.steps, list(s.tangent.outputs), extra)
+        names = body.writer.name_of(body.scope)
+        v_name = body.scope.local("v")  # the tangent input '@v' of one target prints under this name too
+        if k == 1:
+            preamble = []
+            doc = "Hessian-vector product H v, shaped like the target."
+        else:
+            preamble = [f"    {', '.join(names(v) for v in vs)} = {v_name}"]
+            doc = "Hessian-vector product; v holds one array per target, in the order of TARGETS."
+        outs = [body.output(printer, i) for i in range(k)]
+        result = outs[0] if k == 1 else "(" + ", ".join(outs) + ")"
+        return "\n".join([*self.signature("hvp", [v_name], decorate=True), f'    """{doc}"""',
+                          *self.prologue(body.scope), *preamble, *lines, f"    return {result}"])
+
     def _hessian(self) -> str:
         s = self.spec
         k = len(s.targets)
+        g = self.ns.glob
+        args = ", ".join(s.arguments)
         if s.elementwise:
             # d2L/dt_i dt_j = w d2F/dt_i dt_j per element: collect each to its target's shape
             seed = next(step for step in s.backward.steps if step.op == "seed")
             steps = [*s.forward.steps, seed]
             outputs, collects = [], []
+            ctx = tuple(self._context_symbol(c) for c in s.context)
             for i in range(k):
                 for j in range(k):
-                    symbol = sympy.Symbol(f"h_{s.targets[i]}_{s.targets[j]}" if k > 1 else f"h_{s.targets[0]}",
+                    symbol = sympy.Symbol(internal(f"h_{s.targets[i]}_{s.targets[j]}" if k > 1 else f"h_{s.targets[0]}"),
                                           real=True)
-                    like = sympy.Symbol(s.targets[i], real=True)
-                    ctx = tuple(sympy.Symbol(c, real=True) for c in s.context)
-                    collects.append(Step(symbol, "collect", seed.symbol * s.diagonal[i][j], like=like, context=ctx))
+                    collects.append(Step(symbol, "collect", seed.symbol * s.diagonal[i][j],
+                                         like=self._symbol(s.targets[i]), context=ctx))
                     outputs.append(symbol)
+            body, lines, printer = self.body(steps + collects, outputs)
+            outs = [body.output(printer, i) for i in range(k * k)]
             if k == 1:
                 doc = f"Diagonal of the Hessian by {s.targets[0]} (it is diagonal), shaped like the target."
-                result = "{0}"
+                result = outs[0]
             else:
                 doc = ("Hessian blocks, each diagonal: entry [i][j] holds d2 loss / dt_i dt_j per element, "
                        "collected to target i's shape.")
-                result = "(" + ", ".join("(" + ", ".join(f"{{{i * k + j}}}" for j in range(k)) + ")"
+                result = "(" + ", ".join("(" + ", ".join(outs[i * k + j] for j in range(k)) + ")"
                                          for i in range(k)) + ")"
-            return self._function("hessian", doc, steps + collects, outputs, result)
-        args = ", ".join(s.arguments)
+            return "\n".join([*self.signature("hessian", decorate=True), f'    """{doc}"""',
+                              *self.prologue(body.scope), *lines, f"    return {result}"])
         targets = ", ".join(s.targets)
-        self.helpers.add("_hessian_blocks")
         if s.per_sample:
             doc = ("Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample"
                    + ("; entry [i][j] pairs targets i and j." if k > 1 else "."))
         else:
             doc = "The whole Hessian (a reduction spans the batch), shaped target.shape + target.shape."
-        call = "lambda v: (hvp({0}, v[0]{1}),)" if k == 1 else "lambda v: hvp({0}, v{1})"
-        result = "blocks[0][0]" if k == 1 else "blocks"
-        return (f"def hessian({args}{s.keyword_params}):\n"
-                f'    """{doc} Built from hvp with basis vectors."""\n'
-                f"    blocks = _hessian_blocks({call.format(args, s.pass_params)}, ({targets},), "
-                f"per_sample={s.per_sample})\n"
-                f"    return {result}")
+        scope = self.ns.scope()
+        v, blocks = scope.local("v"), scope.local("blocks")
+        keywords = s.pass_params + ", sample_weight=sample_weight"
+        call = f"lambda {v}: ({g('hvp')}({args}, {v}[0]{keywords}),)" if k == 1 else \
+            f"lambda {v}: {g('hvp')}({args}, {v}{keywords})"
+        result = f"{blocks}[0][0]" if k == 1 else blocks
+        return "\n".join([*self.signature("hessian", decorate=True),
+                          f'    """{doc} Built from hvp with basis vectors."""',
+                          *self.prologue(scope),
+                          f"    {blocks} = {g('_hessian_blocks')}({call}, ({targets}{',' if k == 1 else ''}), "
+                          f"per_sample={s.per_sample})",
+                          f"    return {result}"])
 
     def _newton(self) -> str:
         s = self.spec
+        g = self.ns.glob
         target = s.targets[0]
+        scope = self.ns.scope()
+        X, w = scope.local("X"), scope.local("w")
         others = [a for a in s.arguments if a != target]
-        call = ", ".join("_matvec(X, w)" if a == target else a for a in s.arguments)
-        head = ", ".join(["X", *others, "w"])
+        call = ", ".join(f"{g('_matvec')}({X}, {w})" if a == target else a for a in s.arguments)
+        head = [X, *others, w]
+        keywords = s.pass_params + ", sample_weight=sample_weight"
+        signature = self.signature("newton_hessian", validate=False)[-1].replace(
+            f"newton_hessian({', '.join(s.arguments)}", f"newton_hessian({', '.join(head)}")
         if s.elementwise:
-            self.helpers |= {"_matvec", "_weighted_gram"}
-            return (f"def newton_hessian({head}{s.keyword_params}):\n"
+            return (f"{signature}\n"
                     f'    """Hessian in w of the loss of the linear model {target} = X @ w: X^T diag(l\'\') X; for\n'
                     f'    w of shape (d, k), the (d k, d k) matrix in the row-major order of w."""\n'
-                    f"    return _weighted_gram(X, hessian({call}{s.pass_params}))")
-        self.helpers |= {"_matvec", "_block_gram"}
-        return (f"def newton_hessian({head}{s.keyword_params}):\n"
+                    f"    return {g('_weighted_gram')}({X}, {g('hessian')}({call}{keywords}))")
+        return (f"{signature}\n"
                 f'    """Hessian in w (d, k) of the loss of the linear model {target} = X @ w (softmax regression\n'
                 f'    and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""\n'
-                f"    return _block_gram(X, hessian({call}{s.pass_params}))")
+                f"    return {g('_block_gram')}({X}, {g('hessian')}({call}{keywords}))")
 
+    # -- the module ----------------------------------------------------------------------------------
     def header(self) -> str:
         s = self.spec
         top = [f"{s.name}: generated by losscomp {__version__} for {self.backend.name}. Do not edit;",
@@ -344,7 +534,11 @@ class ModuleWriter:
         lines = ["", *s.display, "",
                  f"Reduction: {s.reduction}"
                  + (" over every loss value; grad, hessian and hvp carry the 1/N." if s.reduction == "mean" else "."),
-                 "Inputs broadcast against each other; results take the dtype of the inputs.",
+                 "sample_weight: loss, grad, value_and_grad, hvp and hessian take weights per sample (N,) or per "
+                 "loss value; a weighted mean is sum(w l) / sum(w).",
+                 "Inputs: integer inputs are cast to the default float type; arguments broadcast against each other "
+                 "only with the same number of axes; results take the dtype of the inputs. validate=True checks "
+                 "every input against its domain.",
                  "Kinks: " + KINK_CONVENTION + ".", *self.backend.notes]
         wrapped = []
         for line in lines:
@@ -353,20 +547,51 @@ class ModuleWriter:
         text = "\n".join([*top, _indent_doc(s.source), *wrapped])
         return '"""' + string_body(text) + '\n"""'
 
+    def helpers(self, used: set[str]) -> list[str]:
+        """The helpers the functions use, and the ones those use, in a fixed order."""
+        table = {**self.backend.helpers, **self.backend.reductions[self.spec.reduction]}
+        wanted, frontier = set(), [n for n in used if n in table]
+        while frontier:
+            name = frontier.pop()
+            if name in wanted:
+                continue
+            wanted.add(name)
+            for token in re.findall(r"(?<![\w.])(_\w+)\(", table[name]):
+                if token in table and token not in wanted:
+                    frontier.append(token)
+        renames = self.ns.renames()
+        return [rename_globals(table[name].strip("\n"), renames) for name in sorted(wanted)]
+
     def write(self) -> str:
+        s = self.spec
+        g = self.ns.glob
         functions = self.functions()
-        extras = self.backend.extras(self.spec)
-        helpers = [self.backend.helpers[h].strip("\n") for h in sorted(self.helpers)]
-        imports = (["import math"] if self.uses_math or any("math." in h for h in helpers) else [])
-        imports += list(self.backend.imports)
-        constants = [f"NAME = {self.spec.name!r}", f"ARGUMENTS = {tuple(self.spec.arguments)!r}",
-                     f"TARGETS = {tuple(self.spec.targets)!r}",
-                     "PARAMETERS = {" + ", ".join(f"{n!r}: {_literal(v)}" for n, v in self.spec.parameters) + "}",
-                     f"REDUCTION = {self.spec.reduction!r}",
-                     f"KIND = {self.spec.kind!r}  # 'elementwise', 'per_sample' or 'whole_batch'"]
-        reductions = [chunk.strip("\n") for chunk in
-                      re.split(r"\n\s*\n(?=def )", self.backend.reductions[self.spec.reduction])]
-        parts = [self.header(), "\n".join(imports), "\n".join(constants), *reductions, *helpers, *functions]
+        inputs = self.inputs_helper()
+        number = (f"def {g('_number')}(x):\n    \"\"\"A parameter as a Python float.\"\"\"\n    return float(x)"
+                  if not self.backend.tensor_scalars and s.parameters else None)
+        extras = self.backend.extras(s, self.ns) if self.backend.extras else ""
+        body_text = "\n".join([inputs, *functions, extras])
+        used = set(re.findall(r"(?<![\w.])(_\w+)\(", rename_globals(body_text, {v: k for k, v in self.ns.renames().items()})))
+        helpers = self.helpers(used | {"_floating", "_check_shapes", "_validate"})
+        all_text = body_text + "\n".join(helpers)
+        imports = []
+        for module, alias in self.backend.imports:
+            given = g(alias)
+            imports.append(f"import {module}" if given == module else f"import {module} as {given}")
+        if re.search(rf"(?<![\w.]){re.escape(g('math'))}\.", all_text):
+            imports.insert(0, "import math" if g("math") == "math" else f"import math as {g('math')}")
+        constants = [f"NAME = {s.name!r}", f"ARGUMENTS = {tuple(s.arguments)!r}",
+                     f"TARGETS = {tuple(s.targets)!r}",
+                     "PARAMETERS = {" + ", ".join(f"{n!r}: {_literal(v)}" for n, v in s.parameters) + "}",
+                     f"REDUCTION = {s.reduction!r}",
+                     f"KIND = {s.kind!r}  # 'elementwise', 'per_sample' or 'whole_batch'",
+                     "ROLES = {" + ", ".join(f"{a!r}: {r!r}" for a, r, _ in s.roles) + "}",
+                     f"SOURCE_HASH = {s.source_hash!r}  # names this formula, its parameters and options"]
+        aliases = [f"{given} = {wanted}" for wanted, given in self.ns.renames().items() if wanted in PUBLIC_FUNCTIONS]
+        parts = [self.header(), "\n".join(imports), "\n".join(constants), *helpers,
+                 *([number] if number else []), inputs, *functions]
+        if aliases:
+            parts.append("# the public functions under names no argument of this loss shadows\n" + "\n".join(aliases))
         if extras:
             parts.append(extras.strip("\n"))
         return "\n\n\n".join(parts) + "\n"

@@ -90,6 +90,10 @@ class LossDerivationError(LossError):
     """The derivative cannot be put in an emittable form."""
 
 
+class LossLimitError(LossError):
+    """A formula beyond one of the documented limits (`losscomp.limits`): too deep, too large, too slow."""
+
+
 class LossOptionError(LossError):
     """A bad option to compile/emit/build (unknown backend, target or reduction)."""
 

@@ -20,17 +20,25 @@ from sympy.logic.boolalg import Boolean
 
 from .errors import LossDefinitionError, LossNameError, Span, did_you_mean
 from .functions import onehot
+from .naming import internal
 from .syntax import nodes
-from .vocabulary import CONSTANTS, DOMAINS, FUNCTIONS, REDUCTIONS
+from .vocabulary import CONSTANTS, DOMAINS, FUNCTIONS, PARAMETER_DOMAINS, REDUCTIONS, ROLES
 
 
 @dataclass(frozen=True)
 class Argument:
-    """A tensor input, batch first."""
+    """A tensor input, batch first.
+
+    role: 'element' (the scores' shape, broadcasting NumPy-style against the other arguments of that
+    role), 'sample' (one value per sample: shape (N,), aligned to the leading axis) or 'class' (one
+    value per entry of the last axis, shared by all samples: shape (C,)). `index` labels have one axis
+    fewer than the scores and are aligned to the leading axes, like 'sample'.
+    """
 
     name: str
     domain: str
     symbol: sympy.Symbol
+    role: str = "element"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Parameter:
     name: str
     default: sympy.Expr
     symbol: sympy.Symbol
+    domain: str = "real"
 
 
 AXES = ("sample", "all")  # plus negative integers as text: "-1", "-2", ...
@@ -94,8 +103,8 @@ def argument_symbol(name: str, domain: str = "real") -> sympy.Symbol:
     return sympy.Symbol(name, **{"real": True, **dict(DOMAINS[domain].assumptions)})
 
 
-def parameter_symbol(name: str) -> sympy.Symbol:
-    return sympy.Symbol(name, real=True)
+def parameter_symbol(name: str, domain: str = "real") -> sympy.Symbol:
+    return sympy.Symbol(name, **{"real": True, **dict(DOMAINS[domain].assumptions)})
 
 
 def _number(value: Fraction) -> sympy.Expr:
@@ -119,17 +128,12 @@ class _Scope:
 
     def reduce(self, kind: str, operand: sympy.Expr, axis: str, node) -> sympy.Symbol:
         """The symbol of `kind(operand)` over `axis`, made once however often it is written."""
-        if not any(not s.name.startswith("_") for s in operand.free_symbols) or not operand.free_symbols:
-            raise LossDefinitionError("a reduction needs a tensor inside it, not a constant", node.span, self.source)
         for r in self.reductions:
             if (r.kind, r.operand, r.axis) == (kind, operand, axis):
                 return r.symbol
-        taken = set(self.values) | {r.symbol.name for r in self.reductions} | set(self.pending)
         short = {"logsumexp": "lse"}.get(kind, kind)
-        index = 0
-        while f"{short}{index}" in taken:
-            index += 1
-        symbol = sympy.Symbol(f"{short}{index}", real=True)
+        index = sum(1 for r in self.reductions if r.kind == kind)
+        symbol = sympy.Symbol(internal(f"{short}{index}"), real=True)  # never a user name
         self.reductions.append(Reduction(symbol, kind, operand, axis))
         return symbol
 
@@ -164,26 +168,13 @@ def _lower(node, scope: _Scope):
         if node.op == "not":
             return sympy.Not(_boolean(operand, node.operand, scope))
         return -_numeric(operand, node.operand, scope)
-    if isinstance(node, nodes.Binary):
-        left, right = _lower(node.left, scope), _lower(node.right, scope)
-        if node.op in ("and", "or"):
-            left, right = _boolean(left, node.left, scope), _boolean(right, node.right, scope)
-            return sympy.And(left, right) if node.op == "and" else sympy.Or(left, right)
-        left, right = _numeric(left, node.left, scope), _numeric(right, node.right, scope)
-        if node.op == "+":
-            return left + right
-        if node.op == "-":
-            return left - right
-        if node.op == "*":
-            return left * right
-        if node.op == "/":
-            if right.is_zero:
-                raise LossDefinitionError("division by zero", node.right.span, scope.source)
-            return left / right
-        result = left ** right
-        if result.has(sympy.zoo, sympy.nan):
-            raise LossDefinitionError("this power is undefined (0 to a negative power?)", node.span, scope.source)
-        return result
+    if isinstance(node, nodes.Chain):
+        return _lower_chain(node, scope)
+    if isinstance(node, nodes.Binary):  # ^, right-associative
+        base = _numeric(_lower(node.left, scope), node.left, scope)
+        exponent = _numeric(_lower(node.right, scope), node.right, scope)
+        _check_power(base, exponent, node, scope)
+        return _defined(base ** exponent, node, scope)
     if isinstance(node, nodes.Compare):
         left = _numeric(_lower(node.left, scope), node.left, scope)
         right = _numeric(_lower(node.right, scope), node.right, scope)
@@ -196,6 +187,60 @@ def _lower(node, scope: _Scope):
     if isinstance(node, nodes.Call):
         return _lower_call(node, scope)
     raise LossDefinitionError(f"'{type(node).__name__}' cannot appear here", getattr(node, "span", None), scope.source)
+
+
+def _lower_chain(node: nodes.Chain, scope: _Scope):
+    """A flat run of `+ -`, `* /`, `and` or `or`, lowered in one loop (no recursion along the run)."""
+    family = node.rest[0][0]
+    items = [(None, node.first), *node.rest]
+    if family in ("and", "or"):
+        values = [_boolean(_lower(x, scope), x, scope) for _, x in items]
+        return sympy.And(*values) if family == "and" else sympy.Or(*values)
+    values = [(op, _numeric(_lower(x, scope), x, scope), x) for op, x in items]
+    if family in ("+", "-"):
+        return _defined(sympy.Add(*[-v if op == "-" else v for op, v, _ in values]), node, scope)
+    factors = []
+    for op, value, x in values:
+        if op == "/":
+            if value.is_zero:
+                raise LossDefinitionError("division by zero", x.span, scope.source)
+            value = 1 / value
+        factors.append(value)
+    return _defined(sympy.Mul(*factors), node, scope)
+
+
+def _check_power(base: sympy.Expr, exponent: sympy.Expr, node, scope: _Scope) -> None:
+    """A power of numbers is computed exactly by SymPy: refuse one that no float64 could hold before
+    SymPy spends hours writing out 10^(10^10)."""
+    if not (base.is_number and exponent.is_number) or base.is_zero:
+        return
+    try:
+        size = float(sympy.log(abs(sympy.N(base, 20)), 10).evalf(20)) * float(sympy.N(exponent, 20))
+    except (TypeError, ValueError, OverflowError):
+        return
+    if size > 308.3 or size < -330:
+        raise LossDefinitionError(f"this power is about 10^{size:.4g}, outside the range of float64",
+                                  node.span, scope.source)
+
+
+def _defined(value: sympy.Expr, node, scope: _Scope) -> sympy.Expr:
+    """A real, finite value, or an error at the place: log(0), sqrt(-1), (-8)^(1/3), 0^-1, a constant
+    beyond float64 -- whatever SymPy can decide without sampling."""
+    if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise LossDefinitionError("this term is undefined (infinite or not a number: log(0)? 1/0? 0^-1?)",
+                                  node.span, scope.source)
+    if value.is_number:
+        if value.is_extended_real is False or value.has(sympy.I):
+            raise LossDefinitionError("this term is a complex number; losses are real", node.span, scope.source)
+        if value.is_Rational:
+            magnitude = abs(value)
+            if magnitude > sympy.Float("1.7976931348623157e308") or (magnitude and magnitude < sympy.Rational(1, 10**330)):
+                raise LossDefinitionError("this constant is outside the range of float64", node.span, scope.source)
+    elif value.has(sympy.I):
+        raise LossDefinitionError("this term is complex; losses are real", node.span, scope.source)
+    elif isinstance(value, sympy.Pow) and value.base.is_extended_negative and value.exp.is_integer is False:
+        raise LossDefinitionError("a negative number to a fractional power is complex", node.span, scope.source)
+    return value
 
 
 def _numeric(value, node, scope: _Scope) -> sympy.Expr:
@@ -246,15 +291,32 @@ def _lower_call(call: nodes.Call, scope: _Scope) -> sympy.Expr:
             raise LossDefinitionError(f"'{name}' takes {spec.arity_text()}, got {len(args)}",
                                       call.span, scope.source)
         try:
-            return spec.build(args)
+            value = spec.build(args)
         except (ValueError, TypeError) as error:  # SymPy refusing its arguments: say where
             raise LossDefinitionError(f"'{name}' cannot take these arguments ({error})",
                                       call.span, scope.source) from None
+        _check_domain(name, args, call, scope)
+        return _defined(value, call, scope)
     callee = scope.resolve(name)
     if callee is None:
         hint = did_you_mean(name, list(FUNCTIONS) + list(REDUCTIONS) + _resolvable_names(scope))
         raise LossNameError(f"unknown function '{name}'{hint}", call.function.span, scope.source)
     return _inline(callee, call, scope)
+
+
+_NEEDS = {  # function -> (argument test that proves it out of domain, what it needs)
+    "log": (lambda x: x.is_extended_nonpositive, "a positive argument"),
+    "sqrt": (lambda x: x.is_extended_negative, "a nonnegative argument"),
+    "lgamma": (lambda x: x.is_zero or (x.is_integer and x.is_extended_nonpositive), "an argument that is not 0, -1, -2, ..."),
+    "log1p": (lambda x: (x + 1).is_extended_nonpositive, "an argument above -1"),
+}
+
+
+def _check_domain(name: str, args, call: nodes.Call, scope: _Scope) -> None:
+    """An argument SymPy can prove outside a function's domain (log(-y^2 - 1), sqrt(-1 - p^2)) is an error."""
+    rule = _NEEDS.get(name)
+    if rule is not None and rule[0](args[0]):
+        raise LossDefinitionError(f"'{name}' needs {rule[1]}, and this one never is", call.span, scope.source)
 
 
 def _axis(keyword: nodes.Keyword, scope: _Scope) -> str:
@@ -360,24 +422,13 @@ def _bindings(bindings: tuple[nodes.Binding, ...], scope: _Scope) -> tuple[tuple
         if name in scope.values:
             raise LossDefinitionError(f"'{name}' is already defined; a binding cannot rename it",
                                       binding.name.span, scope.source)
-        if _mentions(binding.value, name):
+        if nodes.mentions(binding.value, name):
             raise LossDefinitionError(f"the binding '{name}' refers to itself", binding.name.span, scope.source)
         scope.pending.pop(name, None)
         value = _numeric(_lower(binding.value, scope), binding.value, scope)
         scope.values[name] = value
         lowered.append((name, value))
     return tuple(lowered)
-
-
-def _mentions(node, name: str) -> bool:
-    if isinstance(node, nodes.Name):
-        return node.id == name
-    children = [getattr(node, f) for f in ("operand", "left", "right", "condition", "then", "otherwise")
-                if hasattr(node, f)]
-    if isinstance(node, nodes.Call):
-        children = [a.value if isinstance(a, (nodes.Keyword, nodes.Annotated)) else a
-                    for group in node.groups for a in group]
-    return any(_mentions(child, name) for child in children)
 
 
 def _constant(node, source: str) -> sympy.Expr:
@@ -393,6 +444,7 @@ def _constant(node, source: str) -> sympy.Expr:
 
 
 def _header(header: nodes.Call, source: str) -> tuple[list[Argument], list[Parameter]]:
+    """`name(arg, arg: domain, arg: domain[role], ...; param = default, param: domain = default, ...)`."""
     groups = header.groups
     if len(groups) > 2:
         raise LossDefinitionError("a header has arguments, then ';', then parameters", header.span, source)
@@ -407,36 +459,77 @@ def _header(header: nodes.Call, source: str) -> tuple[list[Argument], list[Param
             raise LossDefinitionError(f"'{name.id}' is a built-in name; choose another", name.span, source)
         seen.add(name.id)
 
-    for item in (groups[0] if groups else ()):
+    def domain_of(item: nodes.Annotated, allowed) -> str:
+        domain = item.domain.id
+        if domain not in allowed:
+            what = "a parameter" if allowed is PARAMETER_DOMAINS else "an argument"
+            hint = did_you_mean(domain, allowed)
+            raise LossNameError(f"unknown domain '{domain}' for {what}{hint}; known: {', '.join(allowed)}",
+                                item.domain.span, source)
+        return domain
+
+    def parameter(item) -> Parameter:
         if isinstance(item, nodes.Keyword):
+            name, value, domain = item.name, item.value, "real"
+        else:
+            if item.role is not None:
+                raise LossDefinitionError("a parameter is one number: it has no shape role", item.role.span, source)
+            if not isinstance(item.value, nodes.Name):
+                raise LossDefinitionError("a parameter in a header must be a plain name", item.value.span, source)
+            name, value, domain = item.value, item.default, domain_of(item, PARAMETER_DOMAINS)
+        claim(name)
+        default = _constant(value, source)
+        if not _in_domain(default, domain):
+            raise LossDefinitionError(f"the default {default} of '{name.id}' is not {DOMAINS[domain].doc}",
+                                      value.span, source)
+        return Parameter(name.id, default, parameter_symbol(name.id, domain), domain)
+
+    def is_parameter(item) -> bool:
+        return isinstance(item, nodes.Keyword) or (isinstance(item, nodes.Annotated) and item.default is not None)
+
+    for item in (groups[0] if groups else ()):
+        if is_parameter(item):
             if len(groups) == 2:
                 raise LossDefinitionError("parameters with defaults go after ';'", item.span, source)
-            claim(item.name)
-            parameters.append(Parameter(item.name.id, _constant(item.value, source), parameter_symbol(item.name.id)))
+            parameters.append(parameter(item))
             continue
         if parameters:
             raise LossDefinitionError("arguments come before parameters", item.span, source)
-        domain = "real"
+        domain, role = "real", "element"
         if isinstance(item, nodes.Annotated):
-            domain = item.domain.id
-            if domain not in DOMAINS:
-                hint = did_you_mean(domain, DOMAINS)
-                raise LossNameError(f"unknown domain '{domain}'{hint}; known: {', '.join(DOMAINS)}",
-                                    item.domain.span, source)
+            domain = domain_of(item, DOMAINS)
+            if item.role is not None:
+                role = item.role.id
+                if role not in ROLES:
+                    raise LossNameError(f"unknown shape role '{role}'{did_you_mean(role, ROLES)}; known: "
+                                        f"{', '.join(ROLES)}", item.role.span, source)
+                if domain == "index":
+                    raise LossDefinitionError("index labels are aligned to the leading axes already; they take "
+                                              "no shape role", item.role.span, source)
             item = item.value
         if not isinstance(item, nodes.Name):
             raise LossDefinitionError("an argument in a header must be a plain name", item.span, source)
         claim(item)
-        arguments.append(Argument(item.id, domain, argument_symbol(item.id, domain)))
+        arguments.append(Argument(item.id, domain, argument_symbol(item.id, domain), role))
     for item in (groups[1] if len(groups) == 2 else ()):
-        if not isinstance(item, nodes.Keyword):
+        if not is_parameter(item):
             raise LossDefinitionError("after ';' each parameter needs a default: 'name = value'",
                                       item.span, source)
-        claim(item.name)
-        parameters.append(Parameter(item.name.id, _constant(item.value, source), parameter_symbol(item.name.id)))
+        parameters.append(parameter(item))
     if not arguments:
         raise LossDefinitionError("a loss needs at least one argument", header.span, source)
     return arguments, parameters
+
+
+def _in_domain(value: sympy.Expr, domain: str) -> bool:
+    """Whether a constant lies in a parameter domain."""
+    if domain == "positive":
+        return bool(value > 0)
+    if domain == "nonnegative":
+        return bool(value >= 0)
+    if domain == "unit":
+        return bool(0 < value < 1)
+    return True
 
 
 def _text(source: str, span: Span) -> str:

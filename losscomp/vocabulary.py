@@ -103,6 +103,17 @@ DOMAINS: dict[str, Domain] = {d.name: d for d in (
 )}
 
 
+# The domains a parameter (a scalar with a default) may declare: `delta: positive = 1`.
+PARAMETER_DOMAINS = {name: DOMAINS[name] for name in ("real", "positive", "nonnegative", "unit")}
+
+# Shape roles of arguments (DESIGN.md section 2): `w: positive[class]`.
+ROLES = {
+    "element": "the scores' shape; broadcasts NumPy-style against the other arguments of this role",
+    "sample": "one value per sample, shape (N,), aligned to the leading axis",
+    "class": "one value per entry of the last axis, shape (C,), shared by every sample",
+}
+
+
 def known_names() -> list[str]:
     """Every function and constant name, for 'did you mean' suggestions."""
     return sorted(set(FUNCTIONS) | set(REDUCTIONS) | set(CONSTANTS))

@@ -11,13 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "losscomp"
 
 # Each stage may import only stages of a lower rank (DESIGN section 5's pipeline, front to back).
 RANKS = {
-    "_version": 0, "errors": 0,
-    "functions": 1,
+    "_version": 0, "errors": 0, "naming": 0,
+    "functions": 1, "limits": 1,
     "vocabulary": 2, "syntax": 2,
     "ir": 3,
     "canonical": 4, "catalog": 4,
     "derive": 5,
-    "stabilize": 6, "display": 6,
+    "stabilize": 6, "display": 6, "schedule": 6, "native": 6,
     "backends": 7,
     "emit": 8, "runtime": 8,
     "compiler": 9,

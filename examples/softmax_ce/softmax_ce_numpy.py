@@ -9,7 +9,11 @@ Source:
     Hessian   d2l/dz^2 = diag(softmax(z)*sum(y)) - (softmax(z)*sum(y)) (softmax(z))^T
 
 Reduction: mean over every loss value; grad, hessian and hvp carry the 1/N.
-Inputs broadcast against each other; results take the dtype of the inputs.
+sample_weight: loss, grad, value_and_grad, hvp and hessian take weights per sample (N,) or per loss
+    value; a weighted mean is sum(w l) / sum(w).
+Inputs: integer inputs are cast to the default float type; arguments broadcast against each other
+    only with the same number of axes; results take the dtype of the inputs. validate=True checks
+    every input against its domain.
 Kinks: PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5
     at a tie; clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch
     c selects; sqrt and norm have the subgradient 0 at 0.
@@ -26,15 +30,8 @@ TARGETS = ('z',)
 PARAMETERS = {}
 REDUCTION = 'mean'
 KIND = 'per_sample'  # 'elementwise', 'per_sample' or 'whole_batch'
-
-
-def _shape(*arrays):
-    return np.broadcast_shapes(*(np.shape(a) for a in arrays))
-
-
-def _broadcast(x, *context):
-    """x broadcast to the shape it takes among the context arrays."""
-    return np.broadcast_to(x, _shape(x, *context))
+ROLES = {'y': 'element', 'z': 'element'}
+SOURCE_HASH = 'e7ac5a550d'  # names this formula, its parameters and options
 
 
 def _axes(ndim, axis):
@@ -46,71 +43,63 @@ def _axes(ndim, axis):
     return (ndim + axis,)
 
 
-def _sum(x, axis):
-    return np.sum(x, axis=_axes(np.ndim(x), axis), keepdims=True)
+def _block_gram(X, blocks):
+    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
+    matrix in the row-major order of W, from one matrix product: X^T [x_i (x) H_i]."""
+    n, d = X.shape
+    k = blocks.shape[1]
+    weighted = (X[:, :, None, None] * blocks[:, None, :, :]).reshape(n, d * k * k)
+    return (X.T @ weighted).reshape(d, d, k, k).transpose(0, 2, 1, 3).reshape(d * k, d * k)
 
 
-def _max(x, axis):
-    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
-    axes = _axes(np.ndim(x), axis)
-    m = np.max(x, axis=axes, keepdims=True) if axes else x
-    return np.where(np.isfinite(m), m, 0)
-
-
-def _logsumexp(x, axis):
-    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
-    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
-    axes = _axes(np.ndim(x), axis)
-    if not axes:
-        return x
-    top = x == 0
-    rest = np.sum(np.where(top, 0, np.exp(x)), axis=axes, keepdims=True)
-    ties = np.sum(top, axis=axes, keepdims=True).astype(x.dtype) - 1
-    return np.log1p(rest + ties)
-
-
-def _count(axis, ref, *context):
-    """How many elements a reduction over `axis` spans."""
-    shape = _shape(*context)
-    return np.asarray(np.prod([shape[a] for a in _axes(len(shape), axis)]), dtype=ref.dtype)
-
-
-def _sum_to(d, shape):
-    """Sum d over the axes that broadcasting added to an array of `shape`."""
-    lead = d.ndim - len(shape)
-    if lead:
-        d = d.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and d.shape[i] != 1)
-    return d.sum(axis=axes, keepdims=True) if axes else d
+def _check_shapes(*arrays):
+    """(name, array, role) triples. Arguments of the role 'element' have the scores' number of axes, or
+    none: NumPy aligns arrays of different ranks on the right, and (N,) against (N, 1) is an outer
+    product. 'sample' arrays are (N,), 'class' arrays (C,), 'index' labels the scores' shape without
+    its last axis. Returns the number of axes of the scores."""
+    scores = [(name, a) for name, a, role in arrays if role == "element" and np.ndim(a) > 0]
+    if not scores:
+        return 0
+    rank = max(np.ndim(a) for _, a in scores)
+    top, first = next((name, np.shape(a)) for name, a in scores if np.ndim(a) == rank)
+    for name, a in scores:
+        if np.ndim(a) != rank:
+            raise ValueError(f"{name} has shape {np.shape(a)} and {top} has shape {first}: arguments broadcast "
+                             f"against each other only with the same number of axes (else (N,) against (N, 1) "
+                             f"is an (N, N) outer product); reshape {name} to {rank} axes, or declare it "
+                             f"[sample] or [class] in the loss")
+    try:
+        shape = np.broadcast_shapes(*(np.shape(a) for _, a in scores))
+    except ValueError:
+        listed = ", ".join(f"{name} {np.shape(a)}" for name, a in scores)
+        raise ValueError(f"the shapes {listed} do not broadcast against each other") from None
+    for name, a, role in arrays:
+        if role == "sample" and (np.ndim(a) != 1 or a.shape[0] not in (1, shape[0])):
+            raise ValueError(f"{name} holds one value per sample: shape ({shape[0]},) beside {top} {first}, "
+                             f"not {np.shape(a)}")
+        if role == "class" and (np.ndim(a) != 1 or a.shape[0] not in (1, shape[-1])):
+            raise ValueError(f"{name} holds one value per class: shape ({shape[-1]},) beside {top} {first}, "
+                             f"not {np.shape(a)}")
+        if role == "index" and (np.ndim(a) != rank - 1 or any(n not in (1, m) for n, m in zip(np.shape(a), shape))):
+            raise ValueError(f"{name} holds class labels: shape {shape[:-1]} (the scores' shape without the "
+                             f"class axis) beside {top} {first}, not {np.shape(a)}")
+    return rank
 
 
 def _collect(d, like, *context):
-    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
-    full = np.broadcast_to(np.asarray(d, dtype=like.dtype), _shape(d, like, *context))
-    return _sum_to(full, np.shape(like)).astype(like.dtype, copy=False)
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape (d itself when
+    it has that shape already)."""
+    full = _shape(d, like, *context)
+    if isinstance(d, np.ndarray) and d.shape == full == like.shape:
+        return d if d.dtype == like.dtype else d.astype(like.dtype)
+    d = np.broadcast_to(np.asarray(d, dtype=like.dtype), full)
+    return _sum_to(d, like.shape).astype(like.dtype, copy=True)
 
 
-def _seed(ref, *context):
-    """d loss / d l for each loss value: 1/N for a mean."""
-    return np.asarray(1 / max(int(np.prod(_shape(*context))), 1), dtype=ref.dtype)
-
-
-def _reduce(l):
-    return np.mean(l)
-
-
-def _block_gram(X, blocks):
-    """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
-    matrix in the row-major order of W; no Kronecker product is formed: one weighted Gram product
-    X^T diag(H_i[c, j]) X (a matrix product) per pair c <= j."""
-    d, k = X.shape[1], blocks.shape[1]
-    out = np.empty((d, k, d, k), dtype=np.result_type(X, blocks))
-    for c in range(k):
-        for j in range(c, k):
-            gram = (X * blocks[:, c, j][:, None]).T @ X
-            out[:, c, :, j] = gram
-            out[:, j, :, c] = gram.T
-    return out.reshape(d * k, d * k)
+def _floating(x):
+    """x as an array of floats: integer and boolean inputs become float64, as NumPy's own mean makes them."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "fc" else x.astype(np.float64)
 
 
 def _hessian_blocks(hvp, targets, per_sample):
@@ -135,83 +124,225 @@ def _hessian_blocks(hvp, targets, per_sample):
     return tuple(tuple(row) for row in blocks)
 
 
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
+    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
+    axes = _axes(np.ndim(x), axis)
+    if not axes:
+        return x
+    top = x == 0
+    rest = np.sum(np.exp(x, where=~top, out=np.zeros_like(x)), axis=axes, keepdims=True)
+    ties = np.sum(top, axis=axes, keepdims=True, dtype=x.dtype) - 1
+    return np.log1p(rest + ties)
+
+
 def _matvec(X, w):
     return X @ w
 
 
-def values(y, z):
-    """The loss of every sample, l(y, z), broadcast (loss() reduces these)."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
+    axes = _axes(np.ndim(x), axis)
+    m = np.max(x, axis=axes, keepdims=True) if axes else x
+    return np.where(np.isfinite(m), m, 0)
+
+
+def _numel(*arrays):
+    """How many values the arrays make together when broadcast."""
+    return int(np.prod(np.broadcast_shapes(*(np.shape(a) for a in arrays))))
+
+
+def _out(t):
+    """t as the output of an operation that may overwrite it (a temporary no longer needed): its memory
+    is reused; a NumPy scalar (from 0-d inputs) has none, and a new one is made."""
+    return t if isinstance(t, np.ndarray) else None
+
+
+def _reduce(l, sample_weight=None):
+    """The mean of the loss values, or their weighted mean sum(w l) / sum(w)."""
+    if sample_weight is None:
+        return np.mean(l)
+    w = np.broadcast_to(_weights(sample_weight, l.shape), l.shape)
+    return np.sum(w * l) / np.sum(w)
+
+
+def _seed(ref, sample_weight, *context):
+    """d loss / d l for each loss value: 1/N for a mean, w / sum(w) for a weighted one."""
+    if sample_weight is None:
+        return ref.dtype.type(1 / max(_numel(*context), 1))
+    shape = _shape(*context)
+    w = _weights(sample_weight, shape)
+    return w / np.sum(np.broadcast_to(w, shape))
+
+
+def _shape(*arrays):
+    return np.broadcast_shapes(*(np.shape(a) for a in arrays))
+
+
+def _sum(x, axis):
+    return np.sum(x, axis=_axes(np.ndim(x), axis), keepdims=True)
+
+
+def _sum_to(d, shape):
+    """Sum d over the axes that broadcasting added to an array of `shape`."""
+    lead = d.ndim - len(shape)
+    if lead:
+        d = d.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and d.shape[i] != 1)
+    return d.sum(axis=axes, keepdims=True) if axes else d
+
+
+def _validate(name, x, domain):
+    """Raise a ValueError naming the first element of x outside its domain."""
+    x = np.asarray(x)
+    tests = {
+        "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0, "unit": lambda v: (v > 0) & (v < 1),
+        "binary": lambda v: (v == 0) | (v == 1), "sign": lambda v: (v == -1) | (v == 1),
+        "count": lambda v: (v >= 0) & (np.floor(v) == v), "index": lambda v: (v >= 0) & (np.floor(v) == v),
+        "onehot": lambda v: (v == 0) | (v == 1), "simplex": lambda v: v >= 0,
+        "real": lambda v: np.isfinite(v),
+    }
+    good = np.isfinite(x) & tests[domain](x) if domain != "real" else np.isfinite(x)
+    if domain in ("onehot", "simplex") and x.ndim > 1 and good.all():
+        rows = np.sum(x, axis=tuple(range(1, x.ndim)))
+        good = np.broadcast_to((np.abs(rows - 1) <= 1e-6 * x[0].size).reshape(rows.shape + (1,) * (x.ndim - 1)), x.shape)
+    if not good.all():
+        where = tuple(int(i) for i in np.argwhere(~good)[0])
+        raise ValueError(f"{name}{list(where)} = {x[where]!r} is outside the domain {domain!r} of {name}")
+
+
+def _weights(sample_weight, shape):
+    """Weights per sample (N,) or per loss value, aligned to the leading axes of the loss values."""
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fc":
+        w = w.astype(np.float64)
+    if w.ndim > len(shape) or any(n not in (1, m) for n, m in zip(w.shape, shape)):
+        raise ValueError(f"sample_weight of shape {w.shape} does not fit loss values of shape {tuple(shape)}")
+    return w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
+
+
+def _inputs(y, z, validate=False):
+    """The arguments as floating arrays (labels as integers), their shapes checked against each other; with validate=True, their values against their domains."""
+    z = _floating(z)
+    y = _floating(y)
+    rank = _check_shapes(('y', y, 'element'), ('z', z, 'element'))
+    if validate:
+        _validate('y', y, 'simplex')
+        _validate('z', z, 'real')
+    return y, z
+
+
+def values(y, z, *, validate=False):
+    """The loss of every sample, l(y, z), before the reduction."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    sum0 = _sum(y*(-lse0 - t0), 'sample')
-    return _broadcast(-sum0, sum0)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = y*t3
+    sum0 = _sum(t4, 'sample')
+    t5 = -sum0
+    return t5
 
 
-def loss(y, z):
-    """The loss: the mean of l over all of its values."""
-    return _reduce(values(y, z))
+def loss(y, z, *, sample_weight=None, validate=False):
+    """The loss: the mean of l over all of its values (weighted by sample_weight)."""
+    return _reduce(values(y, z, validate=validate), sample_weight)
 
 
-def grad(y, z):
+def grad(y, z, *, sample_weight=None, validate=False):
     """d loss / dz, shaped like the target."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    t2 = d_sum0*y
-    d_lse0 = _collect(-t2, lse0, lse0, max0, y, z)
-    g_z_part = _collect(d_lse0*np.exp(t1), z, max0, z)
-    g_z_part_1 = _collect(t2, z, lse0, max0, y, z)
-    g_z = _collect(g_z_part + g_z_part_1, z, z)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    w = _seed(z, sample_weight, sum0)
+    t5 = -w
+    d_sum0 = _collect(t5, sum0, sum0)
+    t6 = y*d_sum0
+    t7 = -t6
+    d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
+    t8 = np.exp(t3, out=_out(t3))
+    t9 = np.multiply(t8, d_lse0, out=_out(t8))
+    g_z_part = _collect(t9, z, max0, z)
+    g_z_part_1 = _collect(t6, z, lse0, max0, y, z)
+    t10 = g_z_part + g_z_part_1
+    g_z = _collect(t10, z, z)
     return g_z
 
 
-def value_and_grad(y, z):
+def value_and_grad(y, z, *, sample_weight=None, validate=False):
     """(loss, grad) sharing their work."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    t2 = -sum0
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    t3 = d_sum0*y
-    d_lse0 = _collect(-t3, lse0, lse0, max0, y, z)
-    g_z_part = _collect(d_lse0*np.exp(t1), z, max0, z)
-    g_z_part_1 = _collect(t3, z, lse0, max0, y, z)
-    g_z = _collect(g_z_part + g_z_part_1, z, z)
-    return _reduce(_broadcast(t2, sum0)), g_z
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    t5 = -sum0
+    w = _seed(z, sample_weight, sum0)
+    t6 = -w
+    d_sum0 = _collect(t6, sum0, sum0)
+    t7 = y*d_sum0
+    t8 = -t7
+    d_lse0 = _collect(t8, lse0, lse0, max0, y, z)
+    t9 = np.exp(t3, out=_out(t3))
+    t10 = np.multiply(t9, d_lse0, out=_out(t9))
+    g_z_part = _collect(t10, z, max0, z)
+    g_z_part_1 = _collect(t7, z, lse0, max0, y, z)
+    t11 = g_z_part + g_z_part_1
+    g_z = _collect(t11, z, z)
+    return _reduce(t5, sample_weight), g_z
 
 
-def hvp(y, z, v):
+def hvp(y, z, v, *, sample_weight=None, validate=False):
     """Hessian-vector product H v, shaped like the target."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    d_lse0 = _collect(-d_sum0*y, lse0, lse0, max0, y, z)
-    t2 = np.exp(t1)
-    dot_lse0 = _sum(t2*v, 'sample')
-    dot_g_z_part = _collect(-d_lse0*dot_lse0*t2 + d_lse0*t2*v, z, max0, z)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    w = _seed(z, sample_weight, sum0)
+    t5 = -w
+    d_sum0 = _collect(t5, sum0, sum0)
+    t6 = -d_sum0
+    t7 = y*t6
+    d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
+    t8 = np.exp(t3, out=_out(t3))
+    t9 = t8*v
+    dot_lse0 = _sum(t9, 'sample')
+    t10 = t8*v
+    t11 = np.multiply(t10, d_lse0, out=_out(t10))
+    t12 = d_lse0*dot_lse0
+    t13 = t8*t12
+    t14 = np.subtract(t11, t13, out=_out(t13))
+    dot_g_z_part = _collect(t14, z, max0, z)
     dot_g_z = _collect(dot_g_z_part, z, z)
     return dot_g_z
 
 
-def hessian(y, z):
+def hessian(y, z, *, sample_weight=None, validate=False):
     """Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample. Built from hvp with basis vectors."""
-    blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0]),), (z,), per_sample=True)
+    y, z = _inputs(y, z, validate)
+    blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0], sample_weight=sample_weight),), (z,), per_sample=True)
     return blocks[0][0]
 
 
-def newton_hessian(X, y, w):
+def newton_hessian(X, y, w, *, sample_weight=None):
     """Hessian in w (d, k) of the loss of the linear model z = X @ w (softmax regression
     and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""
-    return _block_gram(X, hessian(y, _matvec(X, w)))
+    return _block_gram(X, hessian(y, _matvec(X, w), sample_weight=sample_weight))

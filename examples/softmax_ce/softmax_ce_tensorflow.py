@@ -9,7 +9,11 @@ Source:
     Hessian   d2l/dz^2 = diag(softmax(z)*sum(y)) - (softmax(z)*sum(y)) (softmax(z))^T
 
 Reduction: mean over every loss value; grad, hessian and hvp carry the 1/N.
-Inputs broadcast against each other; results take the dtype of the inputs.
+sample_weight: loss, grad, value_and_grad, hvp and hessian take weights per sample (N,) or per loss
+    value; a weighted mean is sum(w l) / sum(w).
+Inputs: integer inputs are cast to the default float type; arguments broadcast against each other
+    only with the same number of axes; results take the dtype of the inputs. validate=True checks
+    every input against its domain.
 Kinks: PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5
     at a tie; clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch
     c selects; sqrt and norm have the subgradient 0 at 0.
@@ -26,26 +30,14 @@ TARGETS = ('z',)
 PARAMETERS = {}
 REDUCTION = 'mean'
 KIND = 'per_sample'  # 'elementwise', 'per_sample' or 'whole_batch'
+ROLES = {'y': 'element', 'z': 'element'}
+SOURCE_HASH = 'e7ac5a550d'  # names this formula, its parameters and options
 
 
 def _as(x, ref):
     """x as a tensor of ref's dtype; a Python number goes straight there (tf.cast would round it
     through float32 first)."""
     return tf.cast(x, ref.dtype) if tf.is_tensor(x) else tf.constant(x, dtype=ref.dtype)
-
-
-def _shape(*arrays):
-    shape = tf.shape(arrays[0])
-    for a in arrays[1:]:
-        shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))
-    return shape
-
-
-def _broadcast(x, *context):
-    """x broadcast to the shape it takes among the context tensors."""
-    if context and not tf.is_tensor(x):
-        x = _as(x, context[0])
-    return tf.broadcast_to(x, _shape(x, *context))
 
 
 def _axes(ndim, axis):
@@ -57,63 +49,75 @@ def _axes(ndim, axis):
     return [ndim + axis]
 
 
-def _sum(x, axis):
-    axes = _axes(len(x.shape), axis)
-    return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
-
-
-def _max(x, axis):
-    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
-    axes = _axes(len(x.shape), axis)
-    m = tf.reduce_max(x, axis=axes, keepdims=True) if axes else x
-    return tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
-
-
-def _logsumexp(x, axis):
-    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
-    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
-    axes = _axes(len(x.shape), axis)
-    if not axes:
-        return x
-    top = tf.equal(x, 0)
-    rest = tf.reduce_sum(tf.where(top, tf.zeros_like(x), tf.exp(x)), axis=axes, keepdims=True)
-    ties = tf.reduce_sum(tf.cast(top, x.dtype), axis=axes, keepdims=True) - 1
-    return tf.math.log1p(rest + ties)
-
-
-def _count(axis, ref, *context):
-    """How many elements a reduction over `axis` spans, in ref's dtype."""
-    rank = max(len(c.shape) for c in context)
-    shape = _shape(*context)
-    return tf.cast(tf.reduce_prod(tf.gather(shape, _axes(rank, axis))), ref.dtype)
-
-
-def _sum_to(d, like):
-    """Sum d over the axes that broadcasting added to like."""
-    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(like), s1=tf.shape(d))
-    return tf.reshape(tf.reduce_sum(d, axis=axes), tf.shape(like))
-
-
-def _collect(d, like, *context):
-    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
-    d = _as(d, like)
-    return _sum_to(tf.broadcast_to(d, _shape(d, like, *context)), like)
-
-
-def _seed(ref, *context):
-    """d loss / d l for each loss value: 1/N for a mean."""
-    return 1 / tf.cast(tf.maximum(tf.reduce_prod(_shape(*context)), 1), ref.dtype)
-
-
-def _reduce(l):
-    return tf.reduce_mean(l)
-
-
 def _block_gram(X, blocks):
     """sum_i (x_i x_i^T) (x) H_i, the Hessian in W (d, k) of a per-sample loss of X @ W, as a (d k, d k)
     matrix in the row-major order of W; no Kronecker product is formed."""
     d, k = X.shape[1], blocks.shape[1]
     return tf.reshape(tf.einsum("ia,icj,ib->acbj", X, blocks, X), [d * k, d * k])
+
+
+def _check_shapes(*arrays):
+    """(name, tensor, role) triples. Arguments of the role 'element' have the scores' number of axes, or
+    none: broadcasting aligns tensors of different ranks on the right, and (N,) against (N, 1) is an
+    outer product. 'sample' tensors are (N,), 'class' tensors (C,), 'index' labels the scores' shape
+    without its last axis. Sizes unknown while tracing are not checked. Returns the scores' rank."""
+    scores = [(name, a) for name, a, role in arrays if role == "element" and len(a.shape) > 0]
+    if not scores:
+        return 0
+    rank = max(len(a.shape) for _, a in scores)
+    top, first = next((name, tuple(a.shape)) for name, a in scores if len(a.shape) == rank)
+    for name, a in scores:
+        if len(a.shape) != rank:
+            raise ValueError(f"{name} has shape {tuple(a.shape)} and {top} has shape {first}: arguments broadcast "
+                             f"against each other only with the same number of axes (else (N,) against (N, 1) "
+                             f"is an (N, N) outer product); reshape {name} to {rank} axes, or declare it "
+                             f"[sample] or [class] in the loss")
+    shape = list(first)
+    for name, a in scores:
+        for i, n in enumerate(a.shape):
+            if n is not None and shape[i] is not None and n != 1 and shape[i] != 1 and n != shape[i]:
+                listed = ", ".join(f"{name} {tuple(b.shape)}" for name, b in scores)
+                raise ValueError(f"the shapes {listed} do not broadcast against each other")
+            if shape[i] in (1, None):
+                shape[i] = n if n != 1 or shape[i] is None else shape[i]
+
+    def fits(n, m):
+        return n is None or m is None or n in (1, m)
+
+    for name, a, role in arrays:
+        if role == "sample" and (len(a.shape) != 1 or not fits(a.shape[0], shape[0])):
+            raise ValueError(f"{name} holds one value per sample: shape ({shape[0]},) beside {top} {first}, "
+                             f"not {tuple(a.shape)}")
+        if role == "class" and (len(a.shape) != 1 or not fits(a.shape[0], shape[-1])):
+            raise ValueError(f"{name} holds one value per class: shape ({shape[-1]},) beside {top} {first}, "
+                             f"not {tuple(a.shape)}")
+        if role == "index" and (len(a.shape) != rank - 1 or not all(fits(n, m) for n, m in zip(a.shape, shape))):
+            raise ValueError(f"{name} holds class labels: shape {tuple(shape[:-1])} (the scores' shape without "
+                             f"the class axis) beside {top} {first}, not {tuple(a.shape)}")
+    return rank
+
+
+def _collect(d, like, *context):
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape (d itself when
+    the static shapes show it has that shape already)."""
+    d = _as(d, like)
+    shapes = [t.shape for t in (d, like, *context)]
+    if all(s.is_fully_defined() for s in shapes) and d.shape == like.shape:
+        full = shapes[0]
+        for s in shapes[1:]:
+            full = tf.broadcast_static_shape(full, s)
+        if full == like.shape:
+            return d
+    return _sum_to(tf.broadcast_to(d, _shape(d, like, *context)), like)
+
+
+def _floating(x, ref=None):
+    """x as a floating tensor: of ref's dtype when given (as Keras casts y_true to y_pred's dtype), else
+    integers and booleans as float32."""
+    x = tf.convert_to_tensor(x)
+    if ref is not None:
+        return x if x.dtype == ref.dtype else tf.cast(x, ref.dtype)
+    return x if x.dtype.is_floating or x.dtype.is_complex else tf.cast(x, tf.float32)
 
 
 def _hessian_blocks(hvp, targets, per_sample):
@@ -142,86 +146,217 @@ def _hessian_blocks(hvp, targets, per_sample):
     return tuple(tuple(row) for row in blocks)
 
 
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
+    without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
+    axes = _axes(len(x.shape), axis)
+    if not axes:
+        return x
+    top = tf.equal(x, 0)
+    rest = tf.reduce_sum(tf.where(top, tf.zeros_like(x), tf.exp(x)), axis=axes, keepdims=True)
+    ties = tf.reduce_sum(tf.cast(top, x.dtype), axis=axes, keepdims=True) - 1
+    return tf.math.log1p(rest + ties)
+
+
 def _matvec(X, w):
     return tf.linalg.matvec(X, w) if len(w.shape) == 1 else tf.linalg.matmul(X, w)
 
 
-def values(y, z):
-    """The loss of every sample, l(y, z), broadcast (loss() reduces these)."""
+def _max(x, axis):
+    """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
+    axes = _axes(len(x.shape), axis)
+    m = tf.reduce_max(x, axis=axes, keepdims=True) if axes else x
+    return tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
+
+
+def _reduce(l, sample_weight=None):
+    """The mean of the loss values, or their weighted mean sum(w l) / sum(w)."""
+    if sample_weight is None:
+        return tf.reduce_mean(l)
+    w = tf.broadcast_to(_weights(sample_weight, l, len(l.shape)), tf.shape(l))
+    return tf.reduce_sum(w * l) / tf.reduce_sum(w)
+
+
+def _seed(ref, sample_weight, *context):
+    """d loss / d l for each loss value: 1/N for a mean, w / sum(w) for a weighted one."""
+    if sample_weight is None:
+        return 1 / tf.cast(tf.maximum(tf.reduce_prod(_shape(*context)), 1), ref.dtype)
+    shape = _shape(*context)
+    w = _weights(sample_weight, ref, max(len(c.shape) for c in context))
+    return w / tf.reduce_sum(tf.broadcast_to(w, shape))
+
+
+def _shape(*arrays):
+    shape = tf.shape(arrays[0])
+    for a in arrays[1:]:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))
+    return shape
+
+
+def _sum(x, axis):
+    axes = _axes(len(x.shape), axis)
+    return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _sum_to(d, like):
+    """Sum d over the axes that broadcasting added to like."""
+    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(like), s1=tf.shape(d))
+    return tf.reshape(tf.reduce_sum(d, axis=axes), tf.shape(like))
+
+
+def _validate(name, x, domain):
+    """Raise a ValueError naming the first element of x outside its domain (eager tensors only)."""
+    v = tf.cast(x, tf.float64)
+    tests = {
+        "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0,
+        "unit": lambda v: tf.logical_and(v > 0, v < 1),
+        "binary": lambda v: tf.logical_or(tf.equal(v, 0), tf.equal(v, 1)),
+        "sign": lambda v: tf.logical_or(tf.equal(v, -1), tf.equal(v, 1)),
+        "count": lambda v: tf.logical_and(v >= 0, tf.equal(tf.floor(v), v)),
+        "index": lambda v: tf.logical_and(v >= 0, tf.equal(tf.floor(v), v)),
+        "onehot": lambda v: tf.logical_or(tf.equal(v, 0), tf.equal(v, 1)), "simplex": lambda v: v >= 0,
+        "real": lambda v: tf.math.is_finite(v),
+    }
+    good = tf.logical_and(tf.math.is_finite(v), tests[domain](v))
+    if domain in ("onehot", "simplex") and len(x.shape) > 1 and bool(tf.reduce_all(good)):
+        rows = tf.reduce_sum(v, axis=list(range(1, len(x.shape))), keepdims=True)
+        good = tf.broadcast_to(tf.abs(rows - 1) <= 1e-6 * tf.cast(tf.size(x[0]), tf.float64), tf.shape(x))
+    if not bool(tf.reduce_all(good)):
+        where = [int(i) for i in tf.where(tf.logical_not(good))[0]]
+        raise ValueError(f"{name}{where} = {v[tuple(where)].numpy()!r} is outside the domain {domain!r} of {name}")
+
+
+def _weights(sample_weight, ref, rank):
+    """Weights per sample (N,) or per loss value, in ref's dtype, aligned to the leading axes."""
+    w = _as(sample_weight, ref)
+    return tf.reshape(w, tf.concat([tf.shape(w), tf.ones([rank - len(w.shape)], tf.int32)], axis=0))
+
+
+def _inputs(y, z, validate=False):
+    """The arguments as floating arrays (labels as integers), their shapes checked against each other; with validate=True, their values against their domains."""
+    z = _floating(z)
+    y = _floating(y, z)
+    rank = _check_shapes(('y', y, 'element'), ('z', z, 'element'))
+    if validate:
+        _validate('y', y, 'simplex')
+        _validate('z', z, 'real')
+    return y, z
+
+
+def values(y, z, *, validate=False):
+    """The loss of every sample, l(y, z), before the reduction."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    sum0 = _sum(y*(-lse0 - t0), 'sample')
-    return _broadcast(-sum0, sum0)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = y*t3
+    sum0 = _sum(t4, 'sample')
+    t5 = -sum0
+    return t5
 
 
-def loss(y, z):
-    """The loss: the mean of l over all of its values."""
-    return _reduce(values(y, z))
+def loss(y, z, *, sample_weight=None, validate=False):
+    """The loss: the mean of l over all of its values (weighted by sample_weight)."""
+    return _reduce(values(y, z, validate=validate), sample_weight)
 
 
-def grad(y, z):
+def grad(y, z, *, sample_weight=None, validate=False):
     """d loss / dz, shaped like the target."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    t2 = d_sum0*y
-    d_lse0 = _collect(-t2, lse0, lse0, max0, y, z)
-    g_z_part = _collect(d_lse0*tf.exp(t1), z, max0, z)
-    g_z_part_1 = _collect(t2, z, lse0, max0, y, z)
-    g_z = _collect(g_z_part + g_z_part_1, z, z)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    w = _seed(z, sample_weight, sum0)
+    t5 = -w
+    d_sum0 = _collect(t5, sum0, sum0)
+    t6 = y*d_sum0
+    t7 = -t6
+    d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
+    t8 = tf.math.exp(t3)
+    t9 = t8*d_lse0
+    g_z_part = _collect(t9, z, max0, z)
+    g_z_part_1 = _collect(t6, z, lse0, max0, y, z)
+    t10 = g_z_part + g_z_part_1
+    g_z = _collect(t10, z, z)
     return g_z
 
 
-def value_and_grad(y, z):
+def value_and_grad(y, z, *, sample_weight=None, validate=False):
     """(loss, grad) sharing their work."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    t2 = -sum0
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    t3 = d_sum0*y
-    d_lse0 = _collect(-t3, lse0, lse0, max0, y, z)
-    g_z_part = _collect(d_lse0*tf.exp(t1), z, max0, z)
-    g_z_part_1 = _collect(t3, z, lse0, max0, y, z)
-    g_z = _collect(g_z_part + g_z_part_1, z, z)
-    return _reduce(_broadcast(t2, sum0)), g_z
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    t5 = -sum0
+    w = _seed(z, sample_weight, sum0)
+    t6 = -w
+    d_sum0 = _collect(t6, sum0, sum0)
+    t7 = y*d_sum0
+    t8 = -t7
+    d_lse0 = _collect(t8, lse0, lse0, max0, y, z)
+    t9 = tf.math.exp(t3)
+    t10 = t9*d_lse0
+    g_z_part = _collect(t10, z, max0, z)
+    g_z_part_1 = _collect(t7, z, lse0, max0, y, z)
+    t11 = g_z_part + g_z_part_1
+    g_z = _collect(t11, z, z)
+    return _reduce(t5, sample_weight), g_z
 
 
-def hvp(y, z, v):
+def hvp(y, z, v, *, sample_weight=None, validate=False):
     """Hessian-vector product H v, shaped like the target."""
+    y, z = _inputs(y, z, validate)
     max0 = _max(z, 'sample')
     t0 = max0 - z
-    lse0 = _logsumexp(-t0, 'sample')
-    t1 = -lse0 - t0
-    sum0 = _sum(t1*y, 'sample')
-    w = _seed(z, sum0)
-    d_sum0 = _collect(-w, sum0, sum0)
-    d_lse0 = _collect(-d_sum0*y, lse0, lse0, max0, y, z)
-    t2 = tf.exp(t1)
-    dot_lse0 = _sum(t2*v, 'sample')
-    dot_g_z_part = _collect(-d_lse0*dot_lse0*t2 + d_lse0*t2*v, z, max0, z)
+    t1 = -t0
+    lse0 = _logsumexp(t1, 'sample')
+    t2 = -lse0
+    t3 = t2 - t0
+    t4 = t3*y
+    sum0 = _sum(t4, 'sample')
+    w = _seed(z, sample_weight, sum0)
+    t5 = -w
+    d_sum0 = _collect(t5, sum0, sum0)
+    t6 = -d_sum0
+    t7 = y*t6
+    d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
+    t8 = tf.math.exp(t3)
+    t9 = t8*v
+    dot_lse0 = _sum(t9, 'sample')
+    t10 = t8*v
+    t11 = t10*d_lse0
+    t12 = d_lse0*dot_lse0
+    t13 = t8*t12
+    t14 = t11 - t13
+    dot_g_z_part = _collect(t14, z, max0, z)
     dot_g_z = _collect(dot_g_z_part, z, z)
     return dot_g_z
 
 
-def hessian(y, z):
+def hessian(y, z, *, sample_weight=None, validate=False):
     """Dense Hessian blocks per sample, shape (batch, d, d) with d the elements of a sample. Built from hvp with basis vectors."""
-    blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0]),), (z,), per_sample=True)
+    y, z = _inputs(y, z, validate)
+    blocks = _hessian_blocks(lambda v: (hvp(y, z, v[0], sample_weight=sample_weight),), (z,), per_sample=True)
     return blocks[0][0]
 
 
-def newton_hessian(X, y, w):
+def newton_hessian(X, y, w, *, sample_weight=None):
     """Hessian in w (d, k) of the loss of the linear model z = X @ w (softmax regression
     and the like): sum_i (x_i x_i^T) (x) H_i with H_i the per-sample blocks, (d k, d k)."""
-    return _block_gram(X, hessian(y, _matvec(X, w)))
+    return _block_gram(X, hessian(y, _matvec(X, w), sample_weight=sample_weight))
 
 
 def loss_with_gradient(y, z):

@@ -1,5 +1,6 @@
-"""The TensorFlow backend: SymPy's TensorflowPrinter with the shared mixin, plus a
-`tf.custom_gradient` wrapper and a serializable `keras.losses.Loss` subclass."""
+"""The TensorFlow backend: SymPy's TensorflowPrinter with the shared mixin. TensorFlow will not mix
+dtypes, so every floating input is cast to the dtype of the (first) target, as Keras casts y_true to
+y_pred's dtype, and parameters and constants become tensors of that dtype."""
 
 from __future__ import annotations
 
@@ -12,24 +13,139 @@ TensorflowPrinter = sympy_printer_module("tensorflow", "tensorflow").TensorflowP
 class TensorFlowLossPrinter(ArrayPrinterMixin, TensorflowPrinter):
     ALIAS = "tf"
     MODULE = "tensorflow"
-    FILL_LIKE = "_as({1}, {0})"
-    # In a graph, tf.where converts a Python number to float32 whatever its other operand is.
-    SCALAR_BRANCH = "_as({1}, {0})"
-    FUNCTIONS = {
-        **ArrayPrinterMixin.FUNCTIONS,
-        **{name: "{m}.math.%s({0})" % name for name in ("log", "log1p", "expm1", "erf", "lgamma", "digamma")},
-        "relu": "{m}.nn.relu({0})", "xlogy": "{m}.math.xlogy({0}, {1})",
+    TENSOR_SCALARS = True
+    WHERE_TYPED = True   # tf.where converts a Python number to float32, whatever the other branch is
+    FILL_LIKE = "$_as({1}, {0})"
+    CALLS = {
+        **ArrayPrinterMixin.CALLS,
+        **{name: "$tf.math.%s({0})" % name for name in (
+            "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sinh", "cosh", "abs", "sign",
+            "sigmoid", "erf", "lgamma", "digamma")},
+        "root": "$tf.math.sqrt({0})", "maximum": "$tf.maximum({0}, {1})", "minimum": "$tf.minimum({0}, {1})",
+        "relu": "$tf.nn.relu({0})", "clip": "$tf.minimum($tf.maximum({0}, {1}), {2})",
+        "xlogy": "$tf.math.xlogy({0}, {1})", "softplus": "$tf.nn.softplus({0})",
+        "polygamma": "$tf.math.polygamma($_as({0}, {1}), {1})",
     }
-    LOGICAL = {"And": "{m}.logical_and", "Or": "{m}.logical_or", "Not": "{m}.logical_not"}
-
+    LOGICAL = {"and": "$tf.logical_and({0}, {1})", "or": "$tf.logical_or({0}, {1})", "not": "$tf.logical_not({0})"}
     SETTINGS = {"tensorflow_version": "2.16"}  # printing never depends on the installed TensorFlow
+
+    def call(self, name, args, out):
+        # the first operand of these must be a tensor: a number is made one of the reference's dtype
+        if name in ("maximum", "minimum", "clip", "xlogy") and not self.is_tensor_operand(args[0]):
+            if name in ("maximum", "minimum") and self.is_tensor_operand(args[1]):
+                args = (args[1], args[0])
+            else:
+                args = (self.typed(args[0]), *args[1:])
+        return super().call(name, args, out)
 
 
 HELPERS = {
+    "_as": '''
+def _as(x, ref):
+    """x as a tensor of ref's dtype; a Python number goes straight there (tf.cast would round it
+    through float32 first)."""
+    return tf.cast(x, ref.dtype) if tf.is_tensor(x) else tf.constant(x, dtype=ref.dtype)
+''',
+    "_floating": '''
+def _floating(x, ref=None):
+    """x as a floating tensor: of ref's dtype when given (as Keras casts y_true to y_pred's dtype), else
+    integers and booleans as float32."""
+    x = tf.convert_to_tensor(x)
+    if ref is not None:
+        return x if x.dtype == ref.dtype else tf.cast(x, ref.dtype)
+    return x if x.dtype.is_floating or x.dtype.is_complex else tf.cast(x, tf.float32)
+''',
+    "_labels": '''
+def _labels(y):
+    """Class labels as an int32 tensor."""
+    y = tf.convert_to_tensor(y)
+    return y if y.dtype == tf.int32 else tf.cast(y, tf.int32)
+''',
+    "_scalar": '''
+def _scalar(x, ref):
+    """A parameter as a 0-d tensor of ref's dtype."""
+    return _as(x, ref)
+''',
+    "_per_sample": '''
+def _per_sample(x, ndim):
+    """One value per sample, shape (N,), aligned to the leading axis of the scores: (N, 1, ..., 1)."""
+    return tf.reshape(x, tf.concat([tf.shape(x), tf.ones([ndim - 1], tf.int32)], axis=0))
+''',
+    "_check_shapes": '''
+def _check_shapes(*arrays):
+    """(name, tensor, role) triples. Arguments of the role 'element' have the scores' number of axes, or
+    none: broadcasting aligns tensors of different ranks on the right, and (N,) against (N, 1) is an
+    outer product. 'sample' tensors are (N,), 'class' tensors (C,), 'index' labels the scores' shape
+    without its last axis. Sizes unknown while tracing are not checked. Returns the scores' rank."""
+    scores = [(name, a) for name, a, role in arrays if role == "element" and len(a.shape) > 0]
+    if not scores:
+        return 0
+    rank = max(len(a.shape) for _, a in scores)
+    top, first = next((name, tuple(a.shape)) for name, a in scores if len(a.shape) == rank)
+    for name, a in scores:
+        if len(a.shape) != rank:
+            raise ValueError(f"{name} has shape {tuple(a.shape)} and {top} has shape {first}: arguments broadcast "
+                             f"against each other only with the same number of axes (else (N,) against (N, 1) "
+                             f"is an (N, N) outer product); reshape {name} to {rank} axes, or declare it "
+                             f"[sample] or [class] in the loss")
+    shape = list(first)
+    for name, a in scores:
+        for i, n in enumerate(a.shape):
+            if n is not None and shape[i] is not None and n != 1 and shape[i] != 1 and n != shape[i]:
+                listed = ", ".join(f"{name} {tuple(b.shape)}" for name, b in scores)
+                raise ValueError(f"the shapes {listed} do not broadcast against each other")
+            if shape[i] in (1, None):
+                shape[i] = n if n != 1 or shape[i] is None else shape[i]
+
+    def fits(n, m):
+        return n is None or m is None or n in (1, m)
+
+    for name, a, role in arrays:
+        if role == "sample" and (len(a.shape) != 1 or not fits(a.shape[0], shape[0])):
+            raise ValueError(f"{name} holds one value per sample: shape ({shape[0]},) beside {top} {first}, "
+                             f"not {tuple(a.shape)}")
+        if role == "class" and (len(a.shape) != 1 or not fits(a.shape[0], shape[-1])):
+            raise ValueError(f"{name} holds one value per class: shape ({shape[-1]},) beside {top} {first}, "
+                             f"not {tuple(a.shape)}")
+        if role == "index" and (len(a.shape) != rank - 1 or not all(fits(n, m) for n, m in zip(a.shape, shape))):
+            raise ValueError(f"{name} holds class labels: shape {tuple(shape[:-1])} (the scores' shape without "
+                             f"the class axis) beside {top} {first}, not {tuple(a.shape)}")
+    return rank
+''',
+    "_validate": '''
+def _validate(name, x, domain):
+    """Raise a ValueError naming the first element of x outside its domain (eager tensors only)."""
+    v = tf.cast(x, tf.float64)
+    tests = {
+        "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0,
+        "unit": lambda v: tf.logical_and(v > 0, v < 1),
+        "binary": lambda v: tf.logical_or(tf.equal(v, 0), tf.equal(v, 1)),
+        "sign": lambda v: tf.logical_or(tf.equal(v, -1), tf.equal(v, 1)),
+        "count": lambda v: tf.logical_and(v >= 0, tf.equal(tf.floor(v), v)),
+        "index": lambda v: tf.logical_and(v >= 0, tf.equal(tf.floor(v), v)),
+        "onehot": lambda v: tf.logical_or(tf.equal(v, 0), tf.equal(v, 1)), "simplex": lambda v: v >= 0,
+        "real": lambda v: tf.math.is_finite(v),
+    }
+    good = tf.logical_and(tf.math.is_finite(v), tests[domain](v))
+    if domain in ("onehot", "simplex") and len(x.shape) > 1 and bool(tf.reduce_all(good)):
+        rows = tf.reduce_sum(v, axis=list(range(1, len(x.shape))), keepdims=True)
+        good = tf.broadcast_to(tf.abs(rows - 1) <= 1e-6 * tf.cast(tf.size(x[0]), tf.float64), tf.shape(x))
+    if not bool(tf.reduce_all(good)):
+        where = [int(i) for i in tf.where(tf.logical_not(good))[0]]
+        raise ValueError(f"{name}{where} = {v[tuple(where)].numpy()!r} is outside the domain {domain!r} of {name}")
+''',
+    "_numel": '''
+def _numel(*arrays):
+    """How many values the tensors make together when broadcast (a tensor)."""
+    return tf.reduce_prod(_shape(*arrays))
+''',
     "_onehot": '''
 def _onehot(y, scores):
     """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes)."""
-    return tf.one_hot(tf.cast(y, tf.int32), tf.shape(scores)[-1], dtype=scores.dtype)
+    classes = tf.shape(scores)[-1]
+    tf.debugging.assert_non_negative(y, message="a class label is negative")
+    tf.debugging.assert_less(y, classes, message="a class label is not below the number of classes")
+    return tf.one_hot(y, classes, dtype=scores.dtype)
 ''',
     "_hessian_blocks": '''
 def _hessian_blocks(hvp, targets, per_sample):
@@ -57,11 +173,6 @@ def _hessian_blocks(hvp, targets, per_sample):
         blocks = [[tf.reshape(blocks[i][j], shapes[i] + shapes[j]) for j in range(k)] for i in range(k)]
     return tuple(tuple(row) for row in blocks)
 ''',
-    "_softplus": '''
-def _softplus(x):
-    """log(1 + exp(x)) (tf.nn.softplus: stable for large |x|, and its autodiff is sigmoid)."""
-    return tf.nn.softplus(x)
-''',
     "_matvec": '''
 def _matvec(X, w):
     return tf.linalg.matvec(X, w) if len(w.shape) == 1 else tf.linalg.matmul(X, w)
@@ -85,27 +196,27 @@ def _block_gram(X, blocks):
 ''',
 }
 
-_COMMON = '''
-def _as(x, ref):
-    """x as a tensor of ref's dtype; a Python number goes straight there (tf.cast would round it
-    through float32 first)."""
-    return tf.cast(x, ref.dtype) if tf.is_tensor(x) else tf.constant(x, dtype=ref.dtype)
-
-
+_COMMON = {
+    "_shape": '''
 def _shape(*arrays):
     shape = tf.shape(arrays[0])
     for a in arrays[1:]:
         shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))
     return shape
-
-
-def _broadcast(x, *context):
-    """x broadcast to the shape it takes among the context tensors."""
-    if context and not tf.is_tensor(x):
-        x = _as(x, context[0])
+''',
+    "_broadcast": '''
+def _broadcast(x, ref, *context):
+    """x broadcast to the shape it takes among the context tensors (a number takes ref's dtype)."""
+    x = _as(x, ref) if not tf.is_tensor(x) else x
+    if context and all(c.shape.is_fully_defined() for c in (x, *context)):
+        shape = tf.broadcast_static_shape(x.shape, context[0].shape)
+        for c in context[1:]:
+            shape = tf.broadcast_static_shape(shape, c.shape)
+        if shape == x.shape:
+            return x
     return tf.broadcast_to(x, _shape(x, *context))
-
-
+''',
+    "_axes": '''
 def _axes(ndim, axis):
     """The axes a reduction spans: all but the batch axis ('sample'), every axis ('all'), or one."""
     if axis == "sample":
@@ -113,20 +224,20 @@ def _axes(ndim, axis):
     if axis == "all":
         return list(range(ndim))
     return [ndim + axis]
-
-
+''',
+    "_sum": '''
 def _sum(x, axis):
     axes = _axes(len(x.shape), axis)
     return tf.reduce_sum(x, axis=axes, keepdims=True) if axes else x
-
-
+''',
+    "_max": '''
 def _max(x, axis):
     """The shift of a logsumexp: the max over the axes (0 where it is not finite)."""
     axes = _axes(len(x.shape), axis)
     m = tf.reduce_max(x, axis=axes, keepdims=True) if axes else x
     return tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
-
-
+''',
+    "_logsumexp": '''
 def _logsumexp(x, axis):
     """log(sum(exp(x))) of an x already shifted by its max (x <= 0, its top entries 0), as log1p of the sum
     without one top term: no overflow, no log(0), and a dominant entry's tiny result keeps its digits."""
@@ -137,56 +248,94 @@ def _logsumexp(x, axis):
     rest = tf.reduce_sum(tf.where(top, tf.zeros_like(x), tf.exp(x)), axis=axes, keepdims=True)
     ties = tf.reduce_sum(tf.cast(top, x.dtype), axis=axes, keepdims=True) - 1
     return tf.math.log1p(rest + ties)
-
-
+''',
+    "_count": '''
 def _count(axis, ref, *context):
     """How many elements a reduction over `axis` spans, in ref's dtype."""
     rank = max(len(c.shape) for c in context)
     shape = _shape(*context)
     return tf.cast(tf.reduce_prod(tf.gather(shape, _axes(rank, axis))), ref.dtype)
-
-
+''',
+    "_sum_to": '''
 def _sum_to(d, like):
     """Sum d over the axes that broadcasting added to like."""
     axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(like), s1=tf.shape(d))
     return tf.reshape(tf.reduce_sum(d, axis=axes), tf.shape(like))
-
-
+''',
+    "_collect": '''
 def _collect(d, like, *context):
-    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape."""
+    """The adjoint of broadcasting: d over the context's shape, summed down to like's shape (d itself when
+    the static shapes show it has that shape already)."""
     d = _as(d, like)
+    shapes = [t.shape for t in (d, like, *context)]
+    if all(s.is_fully_defined() for s in shapes) and d.shape == like.shape:
+        full = shapes[0]
+        for s in shapes[1:]:
+            full = tf.broadcast_static_shape(full, s)
+        if full == like.shape:
+            return d
     return _sum_to(tf.broadcast_to(d, _shape(d, like, *context)), like)
-'''
+''',
+    "_weights": '''
+def _weights(sample_weight, ref, rank):
+    """Weights per sample (N,) or per loss value, in ref's dtype, aligned to the leading axes."""
+    w = _as(sample_weight, ref)
+    return tf.reshape(w, tf.concat([tf.shape(w), tf.ones([rank - len(w.shape)], tf.int32)], axis=0))
+''',
+}
 
 _REDUCTIONS = {
-    "mean": '''
-def _seed(ref, *context):
-    """d loss / d l for each loss value: 1/N for a mean."""
-    return 1 / tf.cast(tf.maximum(tf.reduce_prod(_shape(*context)), 1), ref.dtype)
-
-
-def _reduce(l):
-    return tf.reduce_mean(l)
+    "mean": {
+        "_seed": '''
+def _seed(ref, sample_weight, *context):
+    """d loss / d l for each loss value: 1/N for a mean, w / sum(w) for a weighted one."""
+    if sample_weight is None:
+        return 1 / tf.cast(tf.maximum(tf.reduce_prod(_shape(*context)), 1), ref.dtype)
+    shape = _shape(*context)
+    w = _weights(sample_weight, ref, max(len(c.shape) for c in context))
+    return w / tf.reduce_sum(tf.broadcast_to(w, shape))
 ''',
-    "sum": '''
-def _seed(ref, *context):
-    """d loss / d l for each loss value: 1 for a sum."""
-    return tf.cast(1, ref.dtype)
-
-
-def _reduce(l):
-    return tf.reduce_sum(l)
+        "_reduce": '''
+def _reduce(l, sample_weight=None):
+    """The mean of the loss values, or their weighted mean sum(w l) / sum(w)."""
+    if sample_weight is None:
+        return tf.reduce_mean(l)
+    w = tf.broadcast_to(_weights(sample_weight, l, len(l.shape)), tf.shape(l))
+    return tf.reduce_sum(w * l) / tf.reduce_sum(w)
 ''',
-    "none": '''
-def _seed(ref, *context):
-    """Derivatives are those of the sum of the loss values."""
-    return tf.cast(1, ref.dtype)
-
-
-def _reduce(l):
-    return tf.identity(l)
-
-
+    },
+    "sum": {
+        "_seed": '''
+def _seed(ref, sample_weight, *context):
+    """d loss / d l for each loss value: 1 for a sum, w for a weighted one."""
+    if sample_weight is None:
+        return tf.cast(1, ref.dtype)
+    return _weights(sample_weight, ref, max(len(c.shape) for c in context))
+''',
+        "_reduce": '''
+def _reduce(l, sample_weight=None):
+    """The sum of the loss values, or sum(w l)."""
+    if sample_weight is None:
+        return tf.reduce_sum(l)
+    return tf.reduce_sum(_weights(sample_weight, l, len(l.shape)) * l)
+''',
+    },
+    "none": {
+        "_seed": '''
+def _seed(ref, sample_weight, *context):
+    """Derivatives are those of the sum of the (weighted) loss values."""
+    if sample_weight is None:
+        return tf.cast(1, ref.dtype)
+    return _weights(sample_weight, ref, max(len(c.shape) for c in context))
+''',
+        "_reduce": '''
+def _reduce(l, sample_weight=None):
+    """The loss values (times their weights)."""
+    if sample_weight is None:
+        return tf.identity(l)
+    return _weights(sample_weight, l, len(l.shape)) * l
+''',
+        "_squeeze": '''
 def _squeeze(l, axis):
     """The loss values as PyTorch's reduction='none' gives them: the axes a reduction kept dropped."""
     if axis == "sample":
@@ -195,65 +344,24 @@ def _squeeze(l, axis):
         return tf.reshape(l, [])
     return tf.squeeze(l, axis=axis)
 ''',
+    },
 }
 
 
-def _extras(spec) -> str:
-    args = ", ".join(spec.arguments)
-    targets = ", ".join(spec.targets)
-    params = [n for n, _ in spec.parameters]
-    kw = "".join(f", {n}={n}" for n in params)
-    grads = "(upstream * grads,)" if len(spec.targets) == 1 else "tuple(upstream * g for g in grads)"
-    text = f'''
-def loss_with_gradient({args}{spec.keyword_params}):
-    """loss() whose gradient (by the targets {targets}) is the symbolic grad(), via tf.custom_gradient."""
+def _extras(spec, ns) -> str:
+    from .keras_objects import framework_objects
 
-    @tf.custom_gradient
-    def _loss({targets}):
-        def backward(upstream):
-            grads = grad({args}{kw})
-            return {grads}
-        return loss({args}{kw}), backward
-
-    return _loss({targets})
-'''
-    if len(spec.arguments) == 2 and spec.targets == (spec.arguments[1],):
-        y_true, y_pred = spec.arguments
-        per_sample = {"mean": "tf.reduce_mean", "sum": "tf.reduce_sum", "none": "tf.reduce_mean"}[spec.reduction]
-        keras_reduction = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}[spec.reduction]
-        config = "".join(f", {n!r}: self.{n}" for n in params)
-        init = "".join(f"{n}={v!r}, " for n, v in spec.parameters)
-        assign = "".join(f"\n        self.{n} = {n}" for n in params)
-        call_kw = "".join(f", {n}=self.{n}" for n in params)
-        text += f'''
-
-@tf.keras.utils.register_keras_serializable(package="losscomp")
-class {spec.class_name}(tf.keras.losses.Loss):
-    """Keras loss for model.compile(loss=...): per-sample {per_sample.split(".")[-1][7:]} of l over the
-    non-batch axes, then Keras's reduction ({keras_reduction!r} by default)."""
-
-    def __init__(self, {init}reduction={keras_reduction!r}, name={spec.name!r}, **kwargs):
-        super().__init__(reduction=reduction, name=name, **kwargs){assign}
-
-    def call(self, {y_true}, {y_pred}):
-        {y_pred} = tf.convert_to_tensor({y_pred})
-        {y_true} = tf.cast({y_true}, {y_pred}.dtype)
-        l = values({y_true}, {y_pred}{call_kw})
-        rank = len(l.shape)
-        return {per_sample}(l, axis=list(range(1, rank))) if rank > 1 else l
-
-    def get_config(self):
-        return {{**super().get_config(){config}}}
-'''
-    return text
+    return framework_objects(spec, ns)
 
 
 BACKEND = Backend(
     name="tensorflow",
     printer=TensorFlowLossPrinter,
-    imports=("import tensorflow as tf",),
-    helpers=HELPERS,
-    reductions={k: _COMMON + v for k, v in _REDUCTIONS.items()},
+    imports=(("tensorflow", "tf"),),
+    helpers={**HELPERS, **_COMMON},
+    reductions=_REDUCTIONS,
     extras=_extras,
     notes=("TensorFlow: plain functions, loss_with_gradient (tf.custom_gradient) and a Keras Loss class.",),
+    inplace=False,
+    tensor_scalars=True,
 )

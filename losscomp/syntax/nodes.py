@@ -41,6 +41,16 @@ class Binary:
 
 
 @dataclass(frozen=True)
+class Chain:
+    """`a + b - c + ...`, `a * b / c ...`, `a and b and ...`: one left-associative run of operators of
+    one family, kept flat so that a sum of 500 terms is not 500 levels deep."""
+
+    first: "Expr"
+    rest: tuple[tuple[str, "Expr"], ...]  # (operator, operand) in order
+    span: Span
+
+
+@dataclass(frozen=True)
 class Compare:
     op: str  # < <= > >= == !=
     left: "Expr"
@@ -58,11 +68,13 @@ class IfElse:
 
 @dataclass(frozen=True)
 class Annotated:
-    """`name: domain` -- only meaningful in a definition's header."""
+    """`name: domain`, `name: domain[role]` or `name: domain = default` -- only meaningful in a header."""
 
     value: "Expr"
     domain: Name
     span: Span
+    role: Optional[Name] = None        # `sample` or `class`
+    default: Optional["Expr"] = None   # a parameter with a domain
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class Call:
     span: Span
 
 
-Expr = Union[Number, Name, Unary, Binary, Compare, IfElse, Call]
+Expr = Union[Number, Name, Unary, Binary, Chain, Compare, IfElse, Call]
 
 
 @dataclass(frozen=True)
@@ -120,3 +132,31 @@ class Module:
     definitions: tuple[Definition, ...]
     bare: Optional[Bare]
     source: str
+
+
+def children(node) -> list:
+    """The sub-expressions of a node (of a definition: its body and its bindings' values)."""
+    if isinstance(node, Chain):
+        return [node.first, *(operand for _, operand in node.rest)]
+    if isinstance(node, Call):
+        return [getattr(a, "value", a) for group in node.groups for a in group]
+    if isinstance(node, (Definition, Bare)):
+        return [node.body, *(b.value for b in node.bindings)]
+    if isinstance(node, Unary):
+        return [node.operand]
+    if isinstance(node, (Binary, Compare)):
+        return [node.left, node.right]
+    if isinstance(node, IfElse):
+        return [node.condition, node.then, node.otherwise]
+    return []
+
+
+def mentions(node, name: str) -> bool:
+    """True when the name occurs anywhere under `node` (without recursion)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Name) and item.id == name:
+            return True
+        stack.extend(children(item))
+    return False

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import functools
 import keyword
+from decimal import Decimal
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
-from ..errors import LossError, LossSyntaxError, Span
+from .. import limits
+from ..errors import LossError, LossLimitError, LossSyntaxError, Span
 from . import nodes
 
 GRAMMAR_NAME = "loss.lark"
@@ -54,32 +57,56 @@ def _name(token: Token) -> nodes.Name:
     return nodes.Name(str(token), _token_span(token))
 
 
+def _number(token: Token) -> nodes.Number:
+    """A literal, exactly (0.1 is 1/10), if a float64 can hold it: never a 10^(10^8)-digit integer."""
+    text, span = str(token), _token_span(token)
+    if len(text) > limits.MAX_LITERAL_CHARS:
+        raise LossSyntaxError(f"a number literal of {len(text)} characters; at most {limits.MAX_LITERAL_CHARS} "
+                              f"(losscomp.limits.MAX_LITERAL_CHARS)", span)
+    decimal = Decimal(text)  # keeps the exponent apart: 1e99999999 costs nothing here
+    if decimal and not (-330 < decimal.adjusted() < 310 and 0 < abs(float(decimal)) < float("inf")):
+        raise LossSyntaxError(f"the number {text} is outside the range of float64 (about 5e-324 to 1.8e308)", span)
+    return nodes.Number(Fraction(decimal), text, span)
+
+
+def _chain(kind: str, ops: tuple[str, ...]):
+    """A builder for one family of left-associative operators: extends the chain on its left."""
+    def build(self, meta, left, right):
+        if isinstance(left, nodes.Chain) and left.rest[0][0] in ops:  # left-associative: (a - b) - c
+            return nodes.Chain(left.first, left.rest + ((kind, right),), _span(meta))
+        return nodes.Chain(left, ((kind, right),), _span(meta))
+    return build
+
+
 @v_args(inline=True, meta=True)
-class _ToNodes(Transformer):
-    """One short method per alias of the grammar."""
+class _ToNodes(Transformer_NonRecursive):
+    """One short method per alias of the grammar (non-recursive: nesting depth is checked afterwards)."""
 
     def number(self, meta, token):
-        return nodes.Number(Fraction(str(token)), str(token), _token_span(token))
+        return _number(token)
 
     def name(self, meta, token):
         return _name(token)
 
-    def _binary(op):  # noqa: N805 - a factory used inside the class body
-        def build(self, meta, left, right):
-            return nodes.Binary(op, left, right, _span(meta))
-        return build
+    add, sub = _chain("+", ("+", "-")), _chain("-", ("+", "-"))
+    mul, div = _chain("*", ("*", "/")), _chain("/", ("*", "/"))
+    and_, or_ = _chain("and", ("and",)), _chain("or", ("or",))
 
-    add, sub, mul, div, pow = _binary("+"), _binary("-"), _binary("*"), _binary("/"), _binary("^")
-    and_, or_ = _binary("and"), _binary("or")
-    del _binary
+    def pow(self, meta, base, exponent):
+        return nodes.Binary("^", base, exponent, _span(meta))
 
     def neg(self, meta, operand):
+        # --x is x: a run of signs folds here, so ten thousand of them nest nothing
+        if isinstance(operand, nodes.Unary) and operand.op == "-":
+            return operand.operand
         return nodes.Unary("-", operand, _span(meta))
 
     def pos(self, meta, operand):
         return operand
 
     def not_(self, meta, operand):
+        if isinstance(operand, nodes.Unary) and operand.op == "not":
+            return operand.operand
         return nodes.Unary("not", operand, _span(meta))
 
     def compare(self, meta, left, op, right):
@@ -88,8 +115,11 @@ class _ToNodes(Transformer):
     def if_else(self, meta, condition, then, otherwise):
         return nodes.IfElse(condition, then, otherwise, _span(meta))
 
-    def annotated(self, meta, value, domain):
-        return nodes.Annotated(value, _name(domain), _span(meta))
+    def annotated(self, meta, value, domain, role, default):
+        return nodes.Annotated(value, _name(domain), _span(meta), role, default)
+
+    def role(self, meta, name):  # a word of the language (`sample`, `class`), never a Python name
+        return nodes.Name(str(name), _token_span(name))
 
     def keyword(self, meta, name, value):
         return nodes.Keyword(_name(name), value, _span(meta))
@@ -197,4 +227,18 @@ def parse(source: str) -> nodes.Module:
         if isinstance(error.orig_exc, LossError):
             raise error.orig_exc.with_source(source) from None
         raise
+    for node in [*definitions, *([bare] if bare else [])]:
+        _check_depth(node, source)
     return nodes.Module(definitions, bare, source)
+
+
+def _check_depth(root, source: str) -> None:
+    """Nesting beyond `limits.MAX_DEPTH` is an error at the place it happens (checked without recursion)."""
+    stack = [(root, 0)]
+    while stack:
+        node, level = stack.pop()
+        if level > limits.MAX_DEPTH:
+            raise LossLimitError(f"the formula nests more than {limits.MAX_DEPTH} levels deep here; simplify it "
+                                 f"(with 'where' bindings) or raise losscomp.limits.MAX_DEPTH",
+                                 getattr(node, "span", None), source)
+        stack.extend((child, level + 1) for child in nodes.children(node))
