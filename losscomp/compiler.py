@@ -178,9 +178,8 @@ class CompiledLoss:
         metric for that library (`losscomp.boosting.build`, which takes the `options`)."""
         if not isinstance(backend_name, str):
             backend(backend_name)                        # raises: a backend is named by a string
-        if backend_name in BOOSTING:
-            from . import boosting
-            return boosting.build(self, backend_name, **options)
+        if backend_name in BOOSTING:                 # a later stage, loaded on first use
+            return importlib.import_module("losscomp.boosting").build(self, backend_name, **options)
         key = _ALIASES.get(backend_name, backend_name)
         if key not in BACKENDS:
             choices = BACKENDS + BOOSTING

@@ -61,11 +61,15 @@ subgradient, zero exactly at the optimum). Close to the optimum the decrease a s
 below the rounding of F; within that margin (16 machine epsilons times |F|) a step is taken only if
 it reduces the gradient norm, so that the last, quadratically convergent Newton steps still go
 through while a gradient step that is too long is still caught.
+
+Dask arrays (X chunked by rows, y and the inputs alike) go to `losscomp.fit_dask`: the same iteration,
+with the sums over samples computed chunk by chunk on the workers of a Dask cluster.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import numbers
 import sys
@@ -775,11 +779,11 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                 hint=f"Use a smooth loss instead: {_ALTERNATIVES.get(name, _GENERIC_ALTERNATIVE)}; "
                      f"or fit '{name}' itself with method='gd'.")
 
-    if _is_dask(X, y, inputs):
-        from . import fit_dask
-        return fit_dask.fit(prepared, name, X, y, method=method, params=params, inputs=inputs, l1=l1, l2=l2,
-                            w0=w0, tol=tol, max_iter=max_iter, step_size=step_size, classes=classes,
-                            reference_class=reference_class, progress=progress)
+    if _is_dask(X, y, inputs):                        # losscomp.fit_dask, a later stage, loaded on first use
+        return importlib.import_module("losscomp.fit_dask").fit(
+            prepared, name, X, y, method=method, params=params, inputs=inputs, l1=l1, l2=l2, w0=w0, tol=tol,
+            max_iter=max_iter, step_size=step_size, classes=classes, reference_class=reference_class,
+            progress=progress)
 
     X = _array(X, "X")
     if X.ndim != 2:
