@@ -6,7 +6,7 @@ The convention is PyTorch's, so `grad` agrees with `torch.autograd` everywhere, 
     sign' = 0
     relu'(0) = 0             d relu(x) = step(x, 0) dx
     max(a, b) at a tie       the gradient splits 0.5 / 0.5 (min likewise); an n-argument max folds
-                             pairwise in SymPy's argument order
+                             pairwise, as a balanced tree in SymPy's argument order
     clip(x, lo, hi)          x on [lo, hi]: the gradient passes at the bounds
     if c then a else b       the branch `c` selects, at its boundary too
     sqrt'(0), norm'(0)       0 (a subgradient), not an infinity
@@ -32,10 +32,11 @@ KINK_CONVENTION = (
 
 
 def _fold(pair, args):
-    result = args[0]
-    for arg in args[1:]:
-        result = pair(result, arg)
-    return result
+    """Pairwise, as a balanced tree: max of 200 arguments is 8 levels deep, not 200 (a tie of three or
+    more arguments, a kink of measure zero, splits its gradient along that tree)."""
+    while len(args) > 1:
+        args = [pair(args[i], args[i + 1]) if i + 1 < len(args) else args[i] for i in range(0, len(args), 2)]
+    return args[0]
 
 
 def _lower_node(expr: sympy.Basic) -> sympy.Basic:
