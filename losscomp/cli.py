@@ -13,6 +13,9 @@ from typing import Sequence
 from ._version import __version__
 from .errors import LossError, LossOptionError
 
+# losscomp.compiler.BACKENDS, spelled out so that the parser does not import SymPy
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
@@ -121,7 +124,7 @@ def _add_source_options(parser: argparse.ArgumentParser, reduction: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="losscomp", description="Symbolic loss compiler: formula -> "
-                                     "gradient and Hessian -> NumPy, PyTorch or TensorFlow code.")
+                                     "gradient and Hessian -> NumPy, PyTorch, TensorFlow or JAX code.")
     parser.add_argument("--version", action="version", version=f"losscomp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Emit loss, grad, value_and_grad, hessian, hvp and newton_hessian "
                                         "as a standalone module that imports only its framework.")
     _add_source_options(p)
-    p.add_argument("--backend", choices=("numpy", "torch", "tensorflow"), default="numpy")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(run=_cmd_compile)
 
@@ -147,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "the SymPy expressions, central differences and each framework's autodiff; "
                                         "print a table. Exit 1 on any failure.")
     _add_source_options(p)
-    p.add_argument("--backend", nargs="+", choices=("numpy", "torch", "tensorflow"),
-                   help="backends to verify (default: all three)")
+    p.add_argument("--backend", nargs="+", choices=BACKENDS,
+                   help="backends to verify (default: all)")
     p.add_argument("--points", type=int, default=600, help="about how many elements to sample (default 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -162,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", required=True, metavar="NAME|FILE|FORMULA",
                    help="a catalog name, a .loss file or loss-language text")
     p.add_argument("--kind", choices=("loss", "grad", "hessian"), default="loss")
-    p.add_argument("--framework", choices=("numpy", "torch", "tensorflow"),
+    p.add_argument("--framework", choices=BACKENDS,
                    help="default: detected from the function")
     p.add_argument("--name", help="which definition of the source (default: the last)")
     p.add_argument("--wrt", nargs="+", metavar="ARG", help="the formula's target(s)")
