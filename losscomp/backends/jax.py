@@ -125,8 +125,8 @@ def _numel(*arrays):
     "_onehot": '''
 def _onehot(y, scores):
     """Integer labels y, shape (...), as one-hot rows shaped like scores, (..., classes). Concrete labels
-    outside [0, classes) are a ValueError; traced labels (under jax.jit, jax.vmap) cannot be checked,
-    and one outside the range gives a row of zeros, as jax.nn.one_hot does."""
+    outside [0, classes) are a ValueError; traced labels (under jax.jit, jax.vmap) cannot be checked:
+    one outside the range gives a row of zeros, as jax.nn.one_hot does (a sample without a class)."""
     classes = scores.shape[-1]
     if not isinstance(y, jax.core.Tracer) and y.size and bool((y.min() < 0) | (y.max() >= classes)):
         bad = y[(y < 0) | (y >= classes)].reshape(-1)[0].item()
