@@ -295,8 +295,8 @@ def _autodiff(fw, mod, case: Case, args: dict):
         def f(t):
             return mod.loss(*with_target(case, tensors, t), **case.params)
 
-        g = jax.grad(f)(tensors[case.target])
-        hess = jax.hessian(f)(tensors[case.target])
+        g = jax.jit(jax.grad(f))(tensors[case.target])          # compiled: one XLA program each, not
+        hess = jax.jit(jax.hessian(f))(tensors[case.target])    # one per operation and transformation
         return np.asarray(g), np.asarray(hess).reshape(n, n)
     tf = fw.lib
     tensors = {a: fw.tensor(v) for a, v in args.items()}
@@ -350,8 +350,8 @@ def test_framework_wrappers_backpropagate_grad(name, backend, build, fw, rng):
         def wrapped(function):
             return lambda t: function(*with_target(case, tensors, t), **case.params)
 
-        got_value, got_grad = jax.value_and_grad(wrapped(mod.loss_with_gradient))(tensors[case.target])
-        jvp_value, jvp_grad = jax.value_and_grad(wrapped(mod.loss_with_jvp))(tensors[case.target])
+        got_value, got_grad = jax.jit(jax.value_and_grad(wrapped(mod.loss_with_gradient)))(tensors[case.target])
+        jvp_value, jvp_grad = jax.jit(jax.value_and_grad(wrapped(mod.loss_with_jvp)))(tensors[case.target])
         assert_close(jvp_value, expected_value, rtol=1e-12, what=f"{name}/{backend} loss_with_jvp value")
         assert_close(jvp_grad, expected_grad, rtol=1e-12, what=f"{name}/{backend} loss_with_jvp gradient")
     else:

@@ -201,12 +201,16 @@ def test_second_derivatives_of_loss_with_jvp_go_through_hvp(cid, rng, x64, monke
     second = {"jax.hessian": jax.hessian(mod.loss_with_jvp, argnums=argnums),
               "jacfwd(grad)": jax.jacfwd(jax.grad(mod.loss_with_jvp, argnums=argnums), argnums=argnums),
               "jacrev(grad)": jax.jacrev(jax.grad(mod.loss_with_jvp, argnums=argnums), argnums=argnums)}
-    assert_close(dense(jax.hessian(mod.loss, argnums=argnums)(*arrays, **params)), expected,
+    second = {how: jax.jit(function) for how, function in second.items()}   # one compile, not one per operation
+    assert_close(dense(jax.jit(jax.hessian(mod.loss, argnums=argnums))(*arrays, **params)), expected,
                  rtol=AUTODIFF_RTOL, what=f"{cid} emitted hessian vs jax.hessian(loss)")
     for how, function in second.items():
         assert_close(dense(function(*arrays, **params)), expected, rtol=1e-10, what=f"{cid} {how}(loss_with_jvp)")
     symbolic = mod.hvp
     monkeypatch.setattr(mod, "hvp", lambda *a, **kw: jax.tree_util.tree_map(lambda x: 2 * x, symbolic(*a, **kw)))
+    second = {how: jax.jit(function) for how, function in {   # new functions: jit would reuse its traces
+        "jax.hessian": jax.hessian(mod.loss_with_jvp, argnums=argnums),
+        "jacfwd(grad)": jax.jacfwd(jax.grad(mod.loss_with_jvp, argnums=argnums), argnums=argnums)}.items()}
     for how, function in second.items():
         assert_close(dense(function(*arrays, **params)), 2 * expected, rtol=1e-10,
                      what=f"{cid} {how}(loss_with_jvp) with hvp doubled")
@@ -240,9 +244,9 @@ def test_reduction_none_wrappers_differentiate_weighted_values(name, rng, x64):
     def summed(function):
         return lambda *a: jnp.sum(jnp.sin(function(*a)))
 
-    expected = jax.grad(summed(mod.loss), argnums=argnums)(*arrays)
+    expected = jax.jit(jax.grad(summed(mod.loss), argnums=argnums))(*arrays)
     for wrapper in (mod.loss_with_gradient, mod.loss_with_jvp):
-        for g, e in zip(jax.grad(summed(wrapper), argnums=argnums)(*arrays), expected):
+        for g, e in zip(jax.jit(jax.grad(summed(wrapper), argnums=argnums))(*arrays), expected):
             assert_close(np.asarray(g), np.asarray(e), rtol=1e-12, what=f"{name} none: grad through {wrapper.__name__}")
     i = argnums[0]
     dt = jnp.asarray(rng.normal(size=shape))
@@ -250,8 +254,8 @@ def test_reduction_none_wrappers_differentiate_weighted_values(name, rng, x64):
     def along(function):
         return lambda x: function(*(x if j == i else a for j, a in enumerate(arrays)))
 
-    _, ours = jax.jvp(along(mod.loss_with_jvp), (arrays[i],), (dt,))
-    _, auto = jax.jvp(along(mod.loss), (arrays[i],), (dt,))
+    _, ours = jax.jit(lambda x, t: jax.jvp(along(mod.loss_with_jvp), (x,), (t,)))(arrays[i], dt)
+    _, auto = jax.jit(lambda x, t: jax.jvp(along(mod.loss), (x,), (t,)))(arrays[i], dt)
     assert ours.shape == auto.shape
     assert_close(np.asarray(ours), np.asarray(auto), rtol=1e-12, what=f"{name} none: jvp of the values")
 
@@ -291,9 +295,9 @@ def test_names_of_the_templates_never_shadow_the_loss_arguments(rng, x64):
               jnp.asarray(rng.uniform(0.5, 1.5, size=(4, 3)))]
     expected = mod.grad(*arrays)
     for wrapper in (mod.loss_with_gradient, mod.loss_with_jvp):
-        for g, e in zip(jax.grad(wrapper, argnums=(1, 2))(*arrays), expected):
+        for g, e in zip(jax.jit(jax.grad(wrapper, argnums=(1, 2)))(*arrays), expected):
             assert_close(np.asarray(g), np.asarray(e), rtol=1e-12, what=f"{wrapper.__name__} with hostile names")
-    hessian = jax.hessian(mod.loss_with_jvp, argnums=1)(*arrays)
+    hessian = jax.jit(jax.hessian(mod.loss_with_jvp, argnums=1))(*arrays)
     diagonal = np.asarray(mod.hessian(*arrays)[0][0])
     assert_close(np.asarray(hessian).reshape(12, 12), np.diag(diagonal.ravel()), rtol=1e-12, what="hessian")
 
@@ -309,6 +313,8 @@ def test_validate_runs_eagerly_and_refuses_to_trace(build, x64):
         mod.loss(y, p, validate=True)
     with pytest.raises(ValueError, match="not known while JAX traces"):
         jax.jit(lambda y, p: mod.loss(y, p, validate=True))(y, p)
+    with pytest.raises(ValueError, match="outside the domain 'unit'"):   # concrete inside a traced function
+        jax.jit(lambda: mod.loss(y, p, validate=True))()
     assert np.isfinite(float(jax.jit(mod.loss)(y, jnp.asarray([[0.2, 0.5]]))))
 
 
@@ -322,6 +328,9 @@ def test_class_labels_are_range_checked_when_concrete(build, x64):
         mod.loss(jnp.asarray([0, 3]), z)
     with pytest.raises(ValueError, match="class labels must be integers"):
         mod.loss(jnp.asarray([0.0, 1.5]), z)
+    labels = jnp.asarray([0, 3])
+    with pytest.raises(ValueError, match="class label 3 is outside"):   # concrete inside a traced function
+        jax.jit(lambda z: mod.loss(labels, z))(z)
     traced = jax.jit(mod.values)(jnp.asarray([0, 3]), z)
     dense = build("softmax_ce", "jax").values(jnp.asarray([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), z)
     assert_close(np.asarray(traced), np.asarray(dense), rtol=1e-12, what="traced out-of-range label")

@@ -376,8 +376,8 @@ def _autodiff(fw, mod, case: Case, args: dict):
             return mod.loss(*(values[a] for a in case.names), **case.params)
 
         everything = tuple(range(len(leaves)))
-        grads = jax.grad(f, argnums=everything)(*leaves)
-        hess = jax.hessian(f, argnums=everything)(*leaves)
+        grads = jax.jit(jax.grad(f, argnums=everything))(*leaves)
+        hess = jax.jit(jax.hessian(f, argnums=everything))(*leaves)
         rows = [np.concatenate([np.asarray(hess[i][j]).reshape(sizes[i], sizes[j]) for j in range(len(sizes))],
                                axis=1) for i in range(len(sizes))]
         return [np.asarray(g) for g in grads], np.concatenate(rows, axis=0)

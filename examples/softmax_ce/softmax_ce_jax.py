@@ -55,6 +55,27 @@ def _block_gram(X, blocks):
     return jnp.einsum("ia,icj,ib->acbj", X, blocks, X).reshape(d * k, d * k)
 
 
+def _check_domain(name, x, domain):
+    """_validate's check, on a concrete array."""
+    if isinstance(x, jax.core.Tracer):
+        raise ValueError(f"validate=True checks the values of {name}, which are not known while JAX traces "
+                         f"(jax.jit, jax.vmap, ...): validate outside the transformed function")
+    tests = {
+        "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0, "unit": lambda v: (v > 0) & (v < 1),
+        "binary": lambda v: (v == 0) | (v == 1), "sign": lambda v: (v == -1) | (v == 1),
+        "count": lambda v: (v >= 0) & (jnp.floor(v) == v), "index": lambda v: (v >= 0) & (jnp.floor(v) == v),
+        "onehot": lambda v: (v == 0) | (v == 1), "simplex": lambda v: v >= 0,
+        "real": lambda v: jnp.isfinite(v),
+    }
+    good = jnp.isfinite(x) & tests[domain](x)
+    if domain in ("onehot", "simplex") and x.ndim > 1 and bool(good.all()):
+        rows = jnp.sum(x, axis=tuple(range(1, x.ndim)), keepdims=True)
+        good = jnp.broadcast_to(jnp.abs(rows - 1) <= 1e-6 * x[0].size, x.shape)
+    if not bool(good.all()):
+        where = [int(i) for i in jnp.argwhere(~good)[0]]
+        raise ValueError(f"{name}{where} = {x[tuple(where)].item()!r} is outside the domain {domain!r} of {name}")
+
+
 def _check_shapes(*arrays):
     """(name, array, role) triples. Arguments of the role 'element' have the scores' number of axes, or
     none: broadcasting aligns arrays of different ranks on the right, and (N,) against (N, 1) is an
@@ -198,24 +219,9 @@ def _sum_to(d, shape):
 
 def _validate(name, x, domain):
     """Raise a ValueError naming the first element of x outside its domain. Values are only known on
-    concrete arrays: under jax.jit or jax.vmap, validate=True is an error (check before tracing)."""
-    if isinstance(x, jax.core.Tracer):
-        raise ValueError(f"validate=True checks the values of {name}, which are not known while JAX traces "
-                         f"(jax.jit, jax.vmap, ...): validate outside the transformed function")
-    tests = {
-        "positive": lambda v: v > 0, "nonnegative": lambda v: v >= 0, "unit": lambda v: (v > 0) & (v < 1),
-        "binary": lambda v: (v == 0) | (v == 1), "sign": lambda v: (v == -1) | (v == 1),
-        "count": lambda v: (v >= 0) & (jnp.floor(v) == v), "index": lambda v: (v >= 0) & (jnp.floor(v) == v),
-        "onehot": lambda v: (v == 0) | (v == 1), "simplex": lambda v: v >= 0,
-        "real": lambda v: jnp.isfinite(v),
-    }
-    good = jnp.isfinite(x) & tests[domain](x)
-    if domain in ("onehot", "simplex") and x.ndim > 1 and bool(good.all()):
-        rows = jnp.sum(x, axis=tuple(range(1, x.ndim)), keepdims=True)
-        good = jnp.broadcast_to(jnp.abs(rows - 1) <= 1e-6 * x[0].size, x.shape)
-    if not bool(good.all()):
-        where = [int(i) for i in jnp.argwhere(~good)[0]]
-        raise ValueError(f"{name}{where} = {x[tuple(where)].item()!r} is outside the domain {domain!r} of {name}")
+    concrete arrays: a traced argument (of jax.jit, jax.vmap) with validate=True is an error."""
+    with jax.ensure_compile_time_eval():   # a concrete array is checked, even while jax.jit traces
+        _check_domain(name, x, domain)
 
 
 def _weights(sample_weight, shape):

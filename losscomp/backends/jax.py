@@ -46,8 +46,10 @@ def _labels(y):
     y = jnp.asarray(y)
     if jnp.issubdtype(y.dtype, jnp.integer):
         return y
-    if not isinstance(y, jax.core.Tracer) and y.size and not bool(jnp.all(jnp.floor(y) == y)):
-        raise ValueError(f"class labels must be integers, not {y.dtype} values such as {y.reshape(-1)[0]!r}")
+    if not isinstance(y, jax.core.Tracer) and y.size:
+        with jax.ensure_compile_time_eval():   # concrete labels are checked, even while jax.jit traces
+            if not bool(jnp.all(jnp.floor(y) == y)):
+                raise ValueError(f"class labels must be integers, not {y.dtype} values such as {y.reshape(-1)[0]!r}")
     return y.astype(jnp.result_type(int))
 ''',
     "_scalar": '''
@@ -98,7 +100,13 @@ def _check_shapes(*arrays):
     "_validate": '''
 def _validate(name, x, domain):
     """Raise a ValueError naming the first element of x outside its domain. Values are only known on
-    concrete arrays: under jax.jit or jax.vmap, validate=True is an error (check before tracing)."""
+    concrete arrays: a traced argument (of jax.jit, jax.vmap) with validate=True is an error."""
+    with jax.ensure_compile_time_eval():   # a concrete array is checked, even while jax.jit traces
+        _check_domain(name, x, domain)
+''',
+    "_check_domain": '''
+def _check_domain(name, x, domain):
+    """_validate's check, on a concrete array."""
     if isinstance(x, jax.core.Tracer):
         raise ValueError(f"validate=True checks the values of {name}, which are not known while JAX traces "
                          f"(jax.jit, jax.vmap, ...): validate outside the transformed function")
@@ -128,9 +136,11 @@ def _onehot(y, scores):
     outside [0, classes) are a ValueError; traced labels (under jax.jit, jax.vmap) cannot be checked:
     one outside the range gives a row of zeros, as jax.nn.one_hot does (a sample without a class)."""
     classes = scores.shape[-1]
-    if not isinstance(y, jax.core.Tracer) and y.size and bool((y.min() < 0) | (y.max() >= classes)):
-        bad = y[(y < 0) | (y >= classes)].reshape(-1)[0].item()
-        raise ValueError(f"class label {bad} is outside [0, {classes}): the scores have {classes} classes")
+    if not isinstance(y, jax.core.Tracer) and y.size:
+        with jax.ensure_compile_time_eval():   # concrete labels are checked, even while jax.jit traces
+            if bool((y.min() < 0) | (y.max() >= classes)):
+                bad = y[(y < 0) | (y >= classes)].reshape(-1)[0].item()
+                raise ValueError(f"class label {bad} is outside [0, {classes}): the scores have {classes} classes")
     return jax.nn.one_hot(y, classes, dtype=scores.dtype)
 ''',
     "_hessian_blocks": '''

@@ -449,7 +449,7 @@ class _Backend:
             out = self.module.loss(**tensors)
             return out
 
-        auto, _ = fw.gradients(loss_of, self.inputs, self.targets)
+        auto, _ = fw.gradients(loss_of, self.inputs, self.targets, compiled=True)
         for i, target in enumerate(self.targets):
             if auto[i] is None:
                 self.table.fail(self.name, f"grad {target}", label, "the loss does not depend on it")
@@ -498,17 +498,18 @@ class _Backend:
             tensors = {k: self.fw.tensor(v) for k, v in self.inputs.items()}
 
             def gradient(i, j):
-                """d grad_i / d target_j applied to ones (the diagonal), or per column of a sample."""
+                """d grad_i / d target_j applied to ones (the diagonal), or per column of a sample;
+                compiled (one XLA program rather than one per operation and transformation)."""
                 def g_i(x):
                     values = dict(tensors, **{self.targets[j]: x})
                     return jax.grad(lambda t: self.module.loss(**dict(values, **{self.targets[i]: t})))(
                         values[self.targets[i]])
                 x = tensors[self.targets[j]]
-                g = g_i(x)
                 if elementwise:
-                    return np.asarray(jax.grad(lambda x: jax.numpy.sum(g_i(x)))(x))
-                return np.stack([np.asarray(jax.grad(lambda x, c=c: jax.numpy.sum(g_i(x)[:, c]))(x))
-                                 for c in range(g.shape[1])], axis=1)
+                    return np.asarray(jax.jit(jax.grad(lambda x: jax.numpy.sum(g_i(x))))(x))
+                columns = jax.jit(jax.vmap(lambda c: jax.grad(lambda x: jax.numpy.sum(g_i(x)[:, c]))(x)))(
+                    jax.numpy.arange(tensors[self.targets[i]].shape[1]))
+                return np.moveaxis(np.asarray(columns), 0, 1)
 
             return {(i, j): gradient(i, j) for i in range(self.k) for j in range(self.k)}
         tf = self.fw.lib

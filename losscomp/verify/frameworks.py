@@ -216,8 +216,9 @@ class Framework:
             raise CheckInputError(f"the function returned {type(value).__name__}, not an array") from error
 
     def gradients(self, call: Callable[[Mapping[str, Any]], Any], inputs: Mapping[str, np.ndarray],
-                  targets: Sequence[str]) -> tuple[list[np.ndarray | None], Any]:
-        """d(sum of call's result)/d each target, and the result; None where it does not depend on one."""
+                  targets: Sequence[str], compiled: bool = False) -> tuple[list[np.ndarray | None], Any]:
+        """d(sum of call's result)/d each target, and the result; None where it does not depend on one.
+        compiled: JAX only, under jax.jit (for code known to trace, such as emitted modules)."""
         if self.name == "torch":
             tensors = {k: self.tensor(v, watch=k in targets and np.issubdtype(np.asarray(v).dtype, np.floating))
                        for k, v in inputs.items()}
@@ -251,7 +252,8 @@ class Framework:
                 return jax.numpy.sum(out), out
 
             everything = tuple(range(len(targets)))
-            grads, out = jax.grad(total, argnums=everything, has_aux=True)(*(tensors[t] for t in targets))
+            differentiate = jax.grad(total, argnums=everything, has_aux=True)
+            grads, out = (jax.jit(differentiate) if compiled else differentiate)(*(tensors[t] for t in targets))
             return [np.asarray(g) for g in grads], out   # JAX gives zeros, never None, where out does not depend
         raise CheckInputError("NumPy has no autodiff")
 
