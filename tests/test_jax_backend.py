@@ -217,8 +217,9 @@ def test_second_derivatives_of_loss_with_jvp_go_through_hvp(cid, rng, x64, monke
 
 
 def test_forward_mode_uses_grad_and_custom_vjp_has_none(rng, x64):
-    """jax.jvp of loss_with_jvp is <grad, dt>; loss_with_gradient is reverse mode only, as JAX's
-    custom_vjp functions are: forward mode is JAX's TypeError."""
+    """jax.jvp of loss_with_jvp is <grad, dt>; loss_with_gradient has no forward mode, as JAX's
+    custom_vjp functions have none (JAX's TypeError), but its second derivative, forward mode over
+    the backward grad(), is the Hessian."""
     mod = _fresh("log_cosh")
     y, y_pred, dt = (jnp.asarray(rng.normal(size=(6, 2))) for _ in range(3))
     value, tangent = jax.jvp(lambda p: mod.loss_with_jvp(y, p), (y_pred,), (dt,))
@@ -226,6 +227,9 @@ def test_forward_mode_uses_grad_and_custom_vjp_has_none(rng, x64):
     assert_close(np.asarray(tangent), np.sum(np.asarray(mod.grad(y, y_pred) * dt)), rtol=1e-12, what="jvp tangent")
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda p: mod.loss_with_gradient(y, p), (y_pred,), (dt,))
+    hessian = jax.jit(jax.hessian(mod.loss_with_gradient, argnums=1))(y, y_pred)
+    assert_close(np.asarray(hessian).reshape(12, 12), np.diag(np.asarray(mod.hessian(y, y_pred)).ravel()),
+                 rtol=1e-12, what="jax.hessian(loss_with_gradient)")
 
 
 @pytest.mark.parametrize("name", ["huber", "softmax_ce", "gaussian_nll"])

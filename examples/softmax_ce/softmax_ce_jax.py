@@ -18,9 +18,9 @@ Kinks: PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split th
     at a tie; clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch
     c selects; sqrt and norm have the subgradient 0 at 0.
 JAX: plain functions (they work under jax.jit, jax.vmap and jax.grad), loss_with_gradient
-    (jax.custom_vjp: reverse mode uses grad()) and loss_with_jvp (jax.custom_jvp: forward and
-    reverse mode use grad(), and a second derivative uses hvp()). float64 needs JAX's x64 mode
-    (jax.config.update('jax_enable_x64', True)); without it JAX makes every array float32.
+    (jax.custom_vjp: reverse mode uses grad(); no forward mode) and loss_with_jvp (jax.custom_jvp:
+    forward and reverse mode use grad(), and a second derivative uses hvp()). float64 needs JAX's
+    x64 mode (jax.config.update('jax_enable_x64', True)); without it JAX makes every array float32.
 """
 
 
@@ -405,7 +405,7 @@ _loss_vjp.defvjp(_loss_vjp_fwd, _loss_vjp_bwd, symbolic_zeros=True)
 
 def loss_with_gradient(y, z):
     """loss() with grad() as its backward (jax.custom_vjp), for jax.grad, jax.vjp and jax.value_and_grad.
-    Reverse mode only: jax.jvp, jax.jacfwd and jax.hessian need loss_with_jvp."""
+    No forward mode (jax.jvp, jax.jacfwd): use loss_with_jvp; second derivatives are autodiff of grad()."""
     return _loss_vjp(y, z)
 
 

@@ -344,8 +344,8 @@ BACKEND = Backend(
     reductions=_REDUCTIONS,
     extras=_extras,
     notes=("JAX: plain functions (they work under jax.jit, jax.vmap and jax.grad), loss_with_gradient "
-           "(jax.custom_vjp: reverse mode uses grad()) and loss_with_jvp (jax.custom_jvp: forward and reverse "
-           "mode use grad(), and a second derivative uses hvp()). float64 needs JAX's x64 mode "
+           "(jax.custom_vjp: reverse mode uses grad(); no forward mode) and loss_with_jvp (jax.custom_jvp: forward "
+           "and reverse mode use grad(), and a second derivative uses hvp()). float64 needs JAX's x64 mode "
            "(jax.config.update('jax_enable_x64', True)); without it JAX makes every array float32.",),
     inplace=False,
     tensor_scalars=True,

@@ -1,8 +1,9 @@
 """JAX framework objects of an emitted module: the loss with the symbolic derivatives as JAX's own.
 
 - `loss_with_gradient`: a `jax.custom_vjp` whose backward is grad() (for reduction='none', grad()
-  weighted by the incoming cotangent, which is exact for any shape). Reverse mode only: JAX's
-  custom_vjp functions cannot be differentiated in forward mode (jax.jvp, jax.jacfwd, jax.hessian).
+  weighted by the incoming cotangent, which is exact for any shape). JAX's custom_vjp functions have
+  no forward mode (jax.jvp, jax.jacfwd of the loss itself); second derivatives (jax.hessian, a grad
+  of grad) are JAX's autodiff of grad(), the backward.
 - `loss_with_jvp`: a `jax.custom_jvp` whose tangent is <grad(), dt>; grad() there is itself a
   custom_jvp whose tangent is hvp(), so forward and reverse mode use grad() and a second derivative
   (jax.hessian, jax.jacfwd(jax.grad(...)), jax.grad of jax.grad) uses hvp(). For reduction='none'
@@ -104,7 +105,7 @@ def {vjp_bwd}({residuals}, {upstream}):
 
 def loss_with_gradient({", ".join(spec.arguments)}{spec.keyword_params}):
     """loss() with grad() as its backward (jax.custom_vjp), for jax.grad, jax.vjp and jax.value_and_grad.
-    Reverse mode only: jax.jvp, jax.jacfwd and jax.hessian need loss_with_jvp."""
+    No forward mode (jax.jvp, jax.jacfwd): use loss_with_jvp; second derivatives are autodiff of grad()."""
     return {vjp_fn}({every})
 '''
 
