@@ -22,7 +22,7 @@ from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
 from .native import native
 from .stabilize import guard, logsumexp_reductions, stabilize
-from .syntax import parse
+from .syntax import nodes, parse
 
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 REDUCTIONS = ("mean", "sum", "none")
@@ -31,6 +31,8 @@ _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "ten
 
 def backend(name: str) -> Backend:
     """The backend called `name` (imported on first use, so unused frameworks cost nothing)."""
+    if not isinstance(name, str):
+        raise LossOptionError(f"a backend is named by a string ({', '.join(BACKENDS)}), not {name!r}")
     key = _ALIASES.get(name, name)
     if key not in BACKENDS:
         raise LossOptionError(f"unknown backend '{name}'{did_you_mean(name, BACKENDS)}; "
@@ -130,6 +132,14 @@ class CompiledLoss:
         return "\n".join(lines)
 
     def spec(self) -> emit.Spec:
+        """The emitter's input: stable forms, native forms and guards, computed once per loss."""
+        cached = self.__dict__.get("_spec")
+        if cached is None:
+            cached = self._make_spec()
+            object.__setattr__(self, "_spec", cached)
+        return cached
+
+    def _make_spec(self) -> emit.Spec:
         d = self.derivation
 
         arrays = frozenset({a.symbol for a in self.definition.arguments} | {s.symbol for s in d.forward.steps}
@@ -164,8 +174,9 @@ class CompiledLoss:
 
     def build(self, backend_name: str = "numpy") -> types.ModuleType:
         """The emitted source loaded as a module."""
+        source = self.emit(backend_name)
         key = _ALIASES.get(backend_name, backend_name)
-        return runtime.load(self.emit(key), f"{self.name}_{key}")
+        return runtime.load(source, f"{self.name}_{key}")
 
 
 def _definitions(source: str, name: str | None,
@@ -178,6 +189,15 @@ def _definitions(source: str, name: str | None,
     if text.isidentifier() and catalog.lookup(text) is not None:
         return [catalog.lookup(text)], False
     module = parse(source)
+    lone = module.bare
+    if lone is not None and isinstance(lone.body, nodes.Name) and not lone.bindings and not lone.wrt:
+        # a lone name is a catalog lookup, never the identity loss
+        found = catalog.lookup(lone.body.id)
+        if found is None:
+            shown = lone.body.id if len(lone.body.id) <= 60 else lone.body.id[:57] + "..."
+            raise LossNameError(f"unknown loss '{shown}'{did_you_mean(lone.body.id, catalog.names())} "
+                                f"(a lone name is a catalog loss: 'losscomp list' shows them)")
+        return [found], False
     bare = module.bare is not None
     return lower_module(module, catalog.lookup, bare_name=name or "custom",
                         parameters=params if bare else None), bare

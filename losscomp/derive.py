@@ -10,7 +10,8 @@ a mean, 1 for a sum), reverse mode gives
 where `collect_u` sums a term over the axes on which it is wider than u (the adjoint of
 broadcasting), and r_j is the reduction's own derivative: 1 for a sum, softmax(op_j) = exp(op_j - R_j)
 for a logsumexp. Each step is an elementwise SymPy expression (`sympy.diff`, on the form
-`canonical.lower` gives, so kinks are Piecewise branches and never DiracDelta) or a reduction, so the
+`canonical.lower` gives, so kinks differentiate by the convention and never give a DiracDelta) or a
+reduction, so the
 emitted code computes every reduction once per sample.
 
 Hessian-vector products run forward mode over that gradient program (tangents of every step), which
@@ -96,12 +97,18 @@ def _check(expr: sympy.Expr, what: str) -> sympy.Expr:
     return expr
 
 
-def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    return sympy.piecewise_fold(expr) if expr.has(sympy.Piecewise) else expr
+def _folded(expr: sympy.Expr, limit: int = 60) -> sympy.Expr:
+    """A small expression with its Piecewise parts folded into one (for people: `if e > 0 then -tau
+    else ...`); a large one as it is (folding multiplies branches)."""
+    if not expr.has(sympy.Piecewise) or sympy.count_ops(expr) > limit:
+        return expr
+    return sympy.piecewise_fold(expr)
 
 
 def _diff(expr: sympy.Expr, symbol: sympy.Symbol, what: str) -> sympy.Expr:
-    return _check(_tidy(sympy.diff(canonical.lower(expr), symbol)), what)
+    """d expr / d symbol under the kink convention (`canonical`): kink functions differentiate by their
+    own rules, so the result is as small as expr (Piecewise only where expr has an if, or a step)."""
+    return _check(canonical.raise_kinks(sympy.diff(canonical.lower(expr), symbol)), what)
 
 
 class _Builder:
@@ -325,7 +332,7 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
         first = [_diff(value, t, f"derivative by {t}") for t in targets]
         second = [[_diff(first[i], t, f"second derivative by {targets[i]}, {t}") for t in targets]
                   for i in range(len(targets))]
-        gradient = tuple(first) if not definition.reductions else gradient
+        gradient = tuple(_folded(g) for g in first) if not definition.reductions else gradient
         hessian = tuple(tuple(row) for row in second)
         diagonal = hessian
     else:

@@ -157,8 +157,10 @@ def check(fn: Callable, against, kind: str = "loss", framework: str | None = Non
     kind: 'loss', 'grad' or 'hessian'. framework: detected from `fn` when None. wrt: the target(s)
     of the formula (default: its own). params: the formula's parameters (also passed to `fn` by name
     when it has parameters of the same names). reduction: what a scalar loss (and the gradient) is
-    expected to be of: 'mean' (default) or 'sum'. points: about how many elements to sample.
+    expected to be of: 'mean' (default) or 'sum'. points: about how many elements to sample, at most
+    `sampling.MAX_CHECK_POINTS` (10^6).
     """
+    points, seed = sampling.sample_options(points, seed, sampling.MAX_CHECK_POINTS, "check")
     if kind not in KINDS:
         raise CheckInputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if reduction not in ("mean", "sum", "none"):

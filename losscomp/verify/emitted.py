@@ -121,7 +121,9 @@ def verify(source, *, backends: Sequence[str] | None = None, name: str | None = 
            params: Mapping[str, float] | None = None, reduction: str = "mean", points: int = 600,
            seed: int = 0) -> VerifyReport:
     """Verify the emitted NumPy, PyTorch, TensorFlow and JAX code of `source` (text, catalog name,
-    CompiledLoss). JAX runs in its x64 mode (a context around its rows)."""
+    CompiledLoss) on about `points` elements (at most `sampling.MAX_VERIFY_POINTS`, 10^5). JAX runs in
+    its x64 mode (a context around its rows)."""
+    points, seed = sampling.sample_options(points, seed, sampling.MAX_VERIFY_POINTS, "verify")
     loss = _compiled(source, name=name, wrt=wrt, params=params, reduction=reduction)
     reduction = loss.reduction
     backends = [frameworks.framework_name(b) for b in (backends or frameworks.FRAMEWORKS)]
