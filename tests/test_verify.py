@@ -171,7 +171,7 @@ def test_every_backend_with_autodiff():
     assert any(r.reference == "jax.grad (twice)" for r in report.rows)
 
 
-@pytest.mark.parametrize("source", ["pinball", "bce_logits", PER_SAMPLE, "sparse_softmax_ce", "triplet", "dice"])
+@pytest.mark.parametrize("source", ["pinball", PER_SAMPLE, "sparse_softmax_ce", "dice"])
 def test_emitted_jax_code_passes_verification(source):
     """In float64 (verify turns JAX's x64 mode on for its rows): against the 50-digit oracle, float64
     differences and jax.grad of the emitted loss; float32 in gives float32 out."""
