@@ -26,6 +26,7 @@ from .syntax import nodes, parse
 
 BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 REDUCTIONS = ("mean", "sum", "none")
+BOOSTING = ("xgboost", "lightgbm")     # build() targets that are objectives, not emitted modules
 _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 
 
@@ -172,10 +173,21 @@ class CompiledLoss:
         """Standalone Python source for `backend_name`: 'numpy', 'torch', 'tensorflow' or 'jax'."""
         return emit.emit(self.spec(), backend(backend_name))
 
-    def build(self, backend_name: str = "numpy") -> types.ModuleType:
-        """The emitted source loaded as a module."""
-        source = self.emit(backend_name)
+    def build(self, backend_name: str = "numpy", **options):
+        """The emitted source loaded as a module; for 'xgboost' or 'lightgbm', a custom objective and
+        metric for that library (`losscomp.boosting.build`, which takes the `options`)."""
+        if not isinstance(backend_name, str):
+            backend(backend_name)                        # raises: a backend is named by a string
+        if backend_name in BOOSTING:                 # a later stage, loaded on first use
+            return importlib.import_module("losscomp.boosting").build(self, backend_name, **options)
         key = _ALIASES.get(backend_name, backend_name)
+        if key not in BACKENDS:
+            choices = BACKENDS + BOOSTING
+            raise LossOptionError(f"unknown backend '{backend_name}'{did_you_mean(str(backend_name), choices)}; "
+                                  f"choose one of {', '.join(choices)}")
+        if options:
+            raise LossOptionError(f"build('{backend_name}') takes no options (got {', '.join(sorted(options))})")
+        source = self.emit(backend_name)
         return runtime.load(source, f"{self.name}_{key}")
 
 

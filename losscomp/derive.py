@@ -102,7 +102,8 @@ def _folded(expr: sympy.Expr, limit: int = 60) -> sympy.Expr:
     else ...`); a large one as it is (folding multiplies branches)."""
     if not expr.has(sympy.Piecewise) or sympy.count_ops(expr) > limit:
         return expr
-    return sympy.piecewise_fold(expr)
+    folded = sympy.piecewise_fold(expr)
+    return folded if sympy.count_ops(folded) <= sympy.count_ops(expr) + 8 else expr
 
 
 def _diff(expr: sympy.Expr, symbol: sympy.Symbol, what: str) -> sympy.Expr:
@@ -144,6 +145,17 @@ class _Builder:
             symbols = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
         return tuple(sorted(symbols, key=lambda s: s.name))
 
+    def value_context(self) -> tuple[sympy.Symbol, ...]:
+        """The arrays whose broadcast shape is the shape of the loss values: every argument when the loss
+        has an elementwise part (one value per element of all the arguments broadcast together, whether
+        or not a term survives simplification), else the per-sample reductions it is made of."""
+        symbols = set(self.context(self.value))
+        reductions = {r.symbol for r in self.reductions}
+        if symbols <= reductions and symbols:
+            return tuple(sorted(symbols, key=lambda s: s.name))
+        arguments = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
+        return tuple(sorted(arguments | (symbols & reductions), key=lambda s: s.name))
+
     # -- programs ----------------------------------------------------------------------------------
     def forward_steps(self) -> list[Step]:
         return [Step(r.symbol, r.kind, r.operand, r.axis,
@@ -154,7 +166,7 @@ class _Builder:
         steps = self.forward_steps()
         w = self.fresh("w")
         self.arrays.add(w)  # a scalar, but a framework one: keeps dtypes right
-        steps.append(Step(w, "seed", self.value, context=self.context(self.value)))
+        steps.append(Step(w, "seed", self.value, context=self.value_context()))
         adjoints: dict[sympy.Symbol, sympy.Symbol] = {}
         smooth = [r for r in self.reductions if r.kind not in CONSTANT_REDUCTIONS]
 
@@ -162,7 +174,7 @@ class _Builder:
             out = []
             d = _diff(self.value, u, f"derivative by {u}")
             if d != 0:
-                out.append((w * d, self.context(self.value)))
+                out.append((w * d, self.value_context()))
             for r in later:
                 if r.symbol not in adjoints:
                     continue
@@ -353,4 +365,4 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
         hessian = tuple(rows)
     return Derivation(value, tuple(targets), gradient, hessian, definition.reductions, forward, backward,
                       tangent, tuple(vs), diagonal, frozenset(s.name for s in builder.arrays),
-                      tuple(s.name for s in builder.context(value)))
+                      tuple(s.name for s in builder.value_context()))

@@ -15,7 +15,13 @@ def framework_objects(spec, ns) -> str:
     targets = ", ".join(spec.targets)
     params = [n for n, _ in spec.parameters]
     kw = "".join(f", {n}={n}" for n in params)
-    scaled = f"({upstream} * {grads},)" if len(spec.targets) == 1 else f"tuple({upstream} * g for g in {grads})"
+    # the vector-Jacobian product: for reduction='none' grad() with upstream as the weights
+    vjp = spec.reduction == "none"
+    weights = f", sample_weight={upstream}" if vjp else ""
+    if vjp:
+        scaled = f"({grads},)" if len(spec.targets) == 1 else f"tuple({grads})"
+    else:
+        scaled = f"({upstream} * {grads},)" if len(spec.targets) == 1 else f"tuple({upstream} * g for g in {grads})"
     text = f'''
 def loss_with_gradient({args}{spec.keyword_params}):
     """loss() whose gradient (by the targets {targets}) is the symbolic grad(), via tf.custom_gradient."""
@@ -23,7 +29,7 @@ def loss_with_gradient({args}{spec.keyword_params}):
     @{tf}.custom_gradient
     def {inner}({targets}):
         def {backward}({upstream}):
-            {grads} = {grad}({args}{kw})
+            {grads} = {grad}({args}{kw}{weights})
             return {scaled}
         return {loss}({args}{kw}), {backward}
 

@@ -19,11 +19,15 @@ def framework_objects(spec, ns) -> str:
     keep = f"\n        {ctx}.parameters = ({', '.join(params)}{',' if len(params) == 1 else ''})" if params else ""
     names = repr(tuple(params))
     call_params = f", **dict(zip({names}, {ctx}.parameters))" if params else ""
+    # the vector-Jacobian product: for reduction='none' the gradient of sum(upstream * l), which is
+    # grad() with upstream as the weights; for a scalar loss, upstream times grad()
+    vjp = spec.reduction == "none"
+    weights = f", sample_weight={upstream}" if vjp else ""
     per_input = []
     for name in spec.arguments:
         if name in spec.targets:
             index = spec.targets.index(name)
-            per_input.append(f"{upstream} * {grads}[{index}]")
+            per_input.append(f"{grads}[{index}]" if vjp else f"{upstream} * {grads}[{index}]")
         else:
             per_input.append("None")
     per_input += ["None"] * len(params)
@@ -44,7 +48,7 @@ class {spec.class_name}Function({torch}.autograd.Function):
     @staticmethod
     def backward({ctx}, {upstream}):
         {saved} = {ctx}.saved_tensors
-        {grads} = {grad}(*{saved}{call_params})
+        {grads} = {grad}(*{saved}{call_params}{weights})
         {wrap}return {", ".join(per_input)}
 
 
