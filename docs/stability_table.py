@@ -339,7 +339,7 @@ def main() -> None:
              "exp(1e4) in float64; gaussian_nll's (y - mu)^2/var^3 at var = 1e-12 in float32).", "",
              "Columns: *inf/NaN L/G/H* counts non-finite results where the true value is finite and",
              "representable, for the loss, the gradient and the Hessian (dense Hessian and hvp entries together),",
-             "the maximum over the three backends (numpy, torch, tensorflow; † marks a loss where they differ);",
+             f"the maximum over the backends ({', '.join(H.BACKENDS)}; † marks a loss where they differ);",
              "*worst rel. err* is the largest relative error over the well-conditioned entries whose result is",
              "finite (all backends); *NumPy warnings* the distinct RuntimeWarnings the emitted NumPy code raises",
              "inside the domain (NumPy's default error state; underflow is silent); *failing with (known)* the",

@@ -22,6 +22,9 @@ from typing import Sequence
 from ._version import __version__
 from .errors import LossError, LossOptionError
 
+# losscomp.compiler.BACKENDS, spelled out so that the parser does not import SymPy
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 128 + 13, 128 + 2   # as a shell reports SIGPIPE and SIGINT
 MAX_SOURCE_BYTES = 1_000_000    # the largest .loss file read (the whole catalog is about 10 kB)
@@ -226,7 +229,7 @@ def _add_source_options(parser: argparse.ArgumentParser, reduction: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="losscomp", description="Symbolic loss compiler: formula -> "
-                                     "gradient and Hessian -> NumPy, PyTorch or TensorFlow code.",
+                                     "gradient and Hessian -> NumPy, PyTorch, TensorFlow or JAX code.",
                                      epilog="Exit codes: 0 ok; 1 check or verify found a difference; 2 bad input; "
                                             "3 a bug in losscomp (please report it); 141 the reader of standard "
                                             "output went away (| head).")
@@ -237,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Emit loss, grad, value_and_grad, hessian, hvp and newton_hessian "
                                         "as a standalone module that imports only its framework.")
     _add_source_options(p)
-    p.add_argument("--backend", choices=("numpy", "torch", "tensorflow"), default="numpy")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("-o", "--output", help="output file (default: standard output); never the source file, "
                                            "an existing file only with --force")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file (never the source)")
@@ -257,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "the SymPy expressions, central differences and each framework's autodiff; "
                                         "print a table. Exit 1 on any failure.")
     _add_source_options(p)
-    p.add_argument("--backend", nargs="+", choices=("numpy", "torch", "tensorflow"),
-                   help="backends to verify (default: all three)")
+    p.add_argument("--backend", nargs="+", choices=BACKENDS,
+                   help="backends to verify (default: all)")
     p.add_argument("--points", type=int, default=600,
                    help="about how many elements to sample (default 600, at most 100,000)")
     p.add_argument("--seed", type=int, default=0)
@@ -273,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", required=True, metavar="NAME|FILE|FORMULA",
                    help="a catalog name, a .loss file or loss-language text")
     p.add_argument("--kind", choices=("loss", "grad", "hessian"), default="loss")
-    p.add_argument("--framework", choices=("numpy", "torch", "tensorflow"),
+    p.add_argument("--framework", choices=BACKENDS,
                    help="default: detected from the function")
     p.add_argument("--name", help="which definition of the source (default: the last)")
     p.add_argument("--wrt", nargs="+", metavar="ARG", help="the formula's target(s)")

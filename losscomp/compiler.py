@@ -24,7 +24,7 @@ from .native import native
 from .stabilize import guard, logsumexp_reductions, stabilize
 from .syntax import nodes, parse
 
-BACKENDS = ("numpy", "torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 REDUCTIONS = ("mean", "sum", "none")
 BOOSTING = ("xgboost", "lightgbm")     # build() targets that are objectives, not emitted modules
 _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
@@ -170,7 +170,7 @@ class CompiledLoss:
             + tuple((p.name, p.symbol) for p in self.definition.parameters))
 
     def emit(self, backend_name: str = "numpy") -> str:
-        """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
+        """Standalone Python source for `backend_name`: 'numpy', 'torch', 'tensorflow' or 'jax'."""
         return emit.emit(self.spec(), backend(backend_name))
 
     def build(self, backend_name: str = "numpy", **options):

@@ -256,7 +256,8 @@ class ModuleWriter:
         self.backend = backend
         self.ns = Namespace(user_names(spec))
         # every global a body may use is reserved first, so that no local takes its name
-        for name in (backend.printer.ALIAS, "math", *backend.helpers, *self._reduction_helpers(),
+        for name in (backend.printer.ALIAS, *(alias for _, alias in backend.imports), "math",
+                     *backend.helpers, *self._reduction_helpers(),
                      "_inputs", "_number", *PUBLIC_FUNCTIONS):
             self.ns.reserve(name)
         self.symbols = dict(spec.symbols)

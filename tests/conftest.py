@@ -13,7 +13,15 @@ import pytest
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BACKENDS = ("numpy", "torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+
+
+def jax_x64(jax):
+    """A context in which JAX keeps float64 (its x64 mode): `jax.enable_x64`, or its older spelling."""
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:  # jax < 0.6
+        from jax.experimental import enable_x64 as enable
+    return enable(True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,6 +56,8 @@ class Framework:
             self.lib = pytest.importorskip("torch")
         elif name == "tensorflow":
             self.lib = pytest.importorskip("tensorflow")
+        elif name == "jax":
+            self.lib = pytest.importorskip("jax")
         else:
             self.lib = np
 
@@ -57,6 +67,8 @@ class Framework:
             return self.lib.tensor(x, dtype=getattr(self.lib, dtype))
         if self.name == "tensorflow":
             return self.lib.constant(x, dtype=getattr(self.lib, dtype))
+        if self.name == "jax":   # float64 and int64 need x64 mode: see the jax_x64_mode fixture
+            return self.lib.numpy.asarray(x, dtype=dtype)
         return x
 
     def numpy(self, x) -> np.ndarray:
@@ -72,6 +84,8 @@ class Framework:
             return str(x.dtype).removeprefix("torch.")
         if self.name == "tensorflow":
             return x.dtype.name
+        if self.name == "jax":
+            return np.dtype(x.dtype).name
         return np.asarray(x).dtype.name
 
     def shape(self, x) -> tuple:
@@ -93,6 +107,20 @@ def framework():
 def fw(backend) -> Framework:
     """The adapter for the test's `backend` parameter."""
     return _framework(backend)
+
+
+@pytest.fixture(autouse=True)
+def jax_x64_mode(request):
+    """Tests of the JAX backend (a `backend` parameter of 'jax') run in JAX's x64 mode, so that float64
+    inputs stay float64 as in the other backends; float32 inputs still give float32 results, which the
+    dtype tests check. The mode is a context: it ends with the test."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("backend") != "jax":
+        yield
+        return
+    jax = pytest.importorskip("jax")
+    with jax_x64(jax):
+        yield
 
 
 @pytest.fixture

@@ -65,6 +65,8 @@ def audit(source: str) -> None:
                     defined.add(inner.name)
                 elif isinstance(inner, ast.Assign):
                     defined |= {t.id for t in inner.targets if isinstance(t, ast.Name)}
+        elif _registers_derivative_rule(node, defined):
+            pass
         else:
             raise AuditError(f"a {type(node).__name__} statement at module level, line {node.lineno}")
     for node in ast.walk(tree):
@@ -81,6 +83,18 @@ def audit(source: str) -> None:
             if name in vars(builtins) and name not in ALLOWED_BUILTINS and name not in defined \
                     and not _is_local(tree, node, name):
                 raise AuditError(f"a call of the builtin {name} at line {node.lineno}")
+
+
+def _registers_derivative_rule(node: ast.stmt, defined: set) -> bool:
+    """JAX's `f.defvjp(fwd, bwd, ...)` / `f.defjvp(rule, ...)`: a call statement on a function defined
+    above, whose arguments are functions defined above and constant keywords."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return False
+    call = node.value
+    return (isinstance(call.func, ast.Attribute) and call.func.attr in ("defvjp", "defjvp")
+            and isinstance(call.func.value, ast.Name) and call.func.value.id in defined
+            and all(isinstance(a, ast.Name) and a.id in defined for a in call.args)
+            and all(isinstance(k.value, ast.Constant) for k in call.keywords))
 
 
 def _in_try(tree: ast.Module, target: ast.AST) -> bool:

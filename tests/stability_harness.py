@@ -48,6 +48,7 @@ Comparison
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -63,7 +64,7 @@ from losscomp.functions import root, xlogy
 from losscomp.verify.evaluate import Model, MpKit, axes_of
 
 DTYPES = ("float64", "float32")
-BACKENDS = ("numpy", "torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 RTOL = {"float64": 1e-12, "float32": 1e-5}
 UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
 TINY = {"float64": float(np.finfo(np.float64).tiny), "float32": float(np.finfo(np.float32).tiny)}
@@ -646,14 +647,28 @@ class Framework:
         elif backend == "tensorflow":
             import tensorflow as tf
             self.lib = tf
+        elif backend == "jax":
+            import jax
+            self.lib = jax
         else:
             self.lib = np
+
+    def precision(self):
+        """JAX keeps float64 only in its x64 mode: a context for the calls (nothing for the others)."""
+        if self.backend != "jax":
+            return contextlib.nullcontext()
+        enable = getattr(self.lib, "enable_x64", None)
+        if enable is None:  # jax < 0.6
+            from jax.experimental import enable_x64 as enable
+        return enable(True)
 
     def tensor(self, x: np.ndarray):
         if self.backend == "torch":
             return self.lib.from_numpy(np.ascontiguousarray(x))
         if self.backend == "tensorflow":
             return self.lib.constant(x)
+        if self.backend == "jax":
+            return self.lib.numpy.asarray(x)
         return x
 
     def numpy(self, x) -> np.ndarray:
@@ -682,18 +697,19 @@ def emitted(name: str, backend: str, dtype: str, rewrites: bool = True, subset: 
     data = inputs(name, dtype)
     if subset is not None:
         data = _subset(data, subset, c)
-    args = [fw.tensor(data[a]) for a in c.arguments]
-    k = len(c.targets)
-    dirs = [fw.tensor(hvp_direction(np.shape(data[t]), i).astype(dtype)) for i, t in enumerate(c.targets)]
-    out = {("loss",): mod.loss(*args)}
-    for t, g in zip(c.targets, _tuple(mod.grad(*args), k)):
-        out[("grad", t)] = g
-    for t, hv in zip(c.targets, _tuple(mod.hvp(*args, dirs[0] if k == 1 else tuple(dirs)), k)):
-        out[("hvp", t)] = hv
-    h = mod.hessian(*args)
-    for i, ti in enumerate(c.targets):
-        for j, tj in enumerate(c.targets):
-            out[("hess", ti, tj)] = h if k == 1 else h[i][j]
+    with fw.precision():
+        args = [fw.tensor(data[a]) for a in c.arguments]
+        k = len(c.targets)
+        dirs = [fw.tensor(hvp_direction(np.shape(data[t]), i).astype(dtype)) for i, t in enumerate(c.targets)]
+        out = {("loss",): mod.loss(*args)}
+        for t, g in zip(c.targets, _tuple(mod.grad(*args), k)):
+            out[("grad", t)] = g
+        for t, hv in zip(c.targets, _tuple(mod.hvp(*args, dirs[0] if k == 1 else tuple(dirs)), k)):
+            out[("hvp", t)] = hv
+        h = mod.hessian(*args)
+        for i, ti in enumerate(c.targets):
+            for j, tj in enumerate(c.targets):
+                out[("hess", ti, tj)] = h if k == 1 else h[i][j]
     result = {}
     for key, value in out.items():
         arr = fw.numpy(value)

@@ -61,7 +61,7 @@ def test_compiled_file_runs_without_losscomp(pinball_file):
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow", "jax"])
 def test_compile_is_byte_identical_across_processes(tmp_path, backend):
     outputs = []
     for seed in ("0", "12345"):

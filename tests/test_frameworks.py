@@ -125,14 +125,15 @@ def test_keras_loss_trains_saves_and_loads(tmp_path):
     np.testing.assert_allclose(restored.predict(x, verbose=0), prediction, rtol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow", "jax"])
 def test_reduction_none_has_pytorch_shapes(backend):
     """reduction='none' drops the axes a per-sample reduction kept, as torch's cross_entropy does."""
     rng = np.random.default_rng(5)
     y, z = rng.dirichlet(np.ones(4), size=6), rng.normal(size=(6, 4))
     expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(y), reduction="none").numpy()
     mod = losscomp.compile("softmax_ce", reduction="none").build(backend)
-    convert = {"numpy": np.asarray, "torch": torch.tensor, "tensorflow": tf.constant}[backend]
+    convert = {"numpy": np.asarray, "torch": torch.tensor, "tensorflow": tf.constant,
+               "jax": lambda x: pytest.importorskip("jax.numpy").asarray(x)}[backend]
     got = np.asarray(mod.loss(convert(y), convert(z)))
     assert got.shape == (6,)
     np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -17,8 +17,8 @@ import pytest
 import losscomp
 from losscomp import catalog
 
-BACKENDS = ("numpy", "torch", "tensorflow")
-AUTODIFF_BACKENDS = ("torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+AUTODIFF_BACKENDS = ("torch", "tensorflow", "jax")
 SHAPE = (7, 3)
 MARGIN = 1e-3      # minimum distance of every input from a kink
 RTOL = 1e-6        # the required agreement of derivatives (see assert_close)
@@ -288,6 +288,16 @@ def _autodiff(fw, mod, case: Case, args: dict):
         (g,) = torch.autograd.grad(f(target), target)
         hess = torch.autograd.functional.hessian(f, target.detach())
         return g.numpy(), hess.numpy().reshape(n, n)
+    if fw.name == "jax":
+        jax = fw.lib
+        tensors = {a: fw.tensor(v) for a, v in args.items()}
+
+        def f(t):
+            return mod.loss(*with_target(case, tensors, t), **case.params)
+
+        g = jax.jit(jax.grad(f))(tensors[case.target])          # compiled: one XLA program each, not
+        hess = jax.jit(jax.hessian(f))(tensors[case.target])    # one per operation and transformation
+        return np.asarray(g), np.asarray(hess).reshape(n, n)
     tf = fw.lib
     tensors = {a: fw.tensor(v) for a, v in args.items()}
     target = tf.Variable(tensors[case.target])
@@ -319,7 +329,8 @@ def test_grad_and_hessian_match_autodiff(name, backend, build, fw, rng):
 @pytest.mark.parametrize("name", LOSSES)
 def test_framework_wrappers_backpropagate_grad(name, backend, build, fw, rng):
     """torch: the <Name>Loss nn.Module (through its autograd.Function); TF: loss_with_gradient and
-    the Keras <Name>Loss class. Values equal loss(), gradients equal grad()."""
+    the Keras <Name>Loss class; JAX: loss_with_gradient (custom_vjp) and loss_with_jvp (custom_jvp).
+    Values equal loss(), gradients equal grad()."""
     case = CASES[name]
     mod = build(name, backend)
     args = make_inputs(case, rng)
@@ -333,6 +344,16 @@ def test_framework_wrappers_backpropagate_grad(name, backend, build, fw, rng):
         value = module(*with_target(case, tensors, target))
         value.backward()
         got_value, got_grad = value.detach().numpy(), target.grad.numpy()
+    elif backend == "jax":
+        jax = fw.lib
+
+        def wrapped(function):
+            return lambda t: function(*with_target(case, tensors, t), **case.params)
+
+        got_value, got_grad = jax.jit(jax.value_and_grad(wrapped(mod.loss_with_gradient)))(tensors[case.target])
+        jvp_value, jvp_grad = jax.jit(jax.value_and_grad(wrapped(mod.loss_with_jvp)))(tensors[case.target])
+        assert_close(jvp_value, expected_value, rtol=1e-12, what=f"{name}/{backend} loss_with_jvp value")
+        assert_close(jvp_grad, expected_grad, rtol=1e-12, what=f"{name}/{backend} loss_with_jvp gradient")
     else:
         tf = fw.lib
         target = tf.Variable(tensors[case.target])

@@ -16,7 +16,7 @@ import pytest
 import losscomp
 from emitted_audit import AuditError, audit
 
-BACKENDS = ("numpy", "torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
 
 # Each payload tries to end the string the source is embedded in and set a canary.
 CANARY = "LOSSCOMP_CANARY"

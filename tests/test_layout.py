@@ -70,7 +70,7 @@ def test_compiling_imports_no_framework_and_no_numpy():
         "import sys, losscomp\n"
         "for name in ('huber', 'softmax_ce', 'triplet'):\n"
         "    loss = losscomp.compile(name)\n"
-        "    for backend in ('numpy', 'torch', 'tensorflow'):\n"
+        "    for backend in ('numpy', 'torch', 'tensorflow', 'jax'):\n"
         "        loss.emit(backend)\n"
         "print(sorted(m for m in ('numpy', 'torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))\n"
     )

@@ -36,8 +36,8 @@ from losscomp import catalog
 from test_gradients import CASES as ELEMENTWISE_CASES
 from test_gradients import assert_close, central_jacobian
 
-BACKENDS = ("numpy", "torch", "tensorflow")
-AUTODIFF_BACKENDS = ("torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+AUTODIFF_BACKENDS = ("torch", "tensorflow", "jax")
 N, C = 5, 4            # samples, classes / features
 KINK_GAP = 0.05        # every kink argument stays at least this far from 0
 RTOL = 1e-6            # derivatives against differences and autodiff (issue 3, acceptance 1)
@@ -366,6 +366,21 @@ def _autodiff(fw, mod, case: Case, args: dict):
         rows = [np.concatenate([hess[i][j].numpy().reshape(sizes[i], sizes[j]) for j in range(len(sizes))],
                                axis=1) for i in range(len(sizes))]
         return [g.numpy() for g in grads], np.concatenate(rows, axis=0)
+    if fw.name == "jax":
+        jax = fw.lib
+        t = tensors(case, fw, args)
+        leaves = tuple(t[a] for a in case.targets)
+
+        def f(*xs):
+            values = dict(t, **dict(zip(case.targets, xs)))
+            return mod.loss(*(values[a] for a in case.names), **case.params)
+
+        everything = tuple(range(len(leaves)))
+        grads = jax.jit(jax.grad(f, argnums=everything))(*leaves)
+        hess = jax.jit(jax.hessian(f, argnums=everything))(*leaves)
+        rows = [np.concatenate([np.asarray(hess[i][j]).reshape(sizes[i], sizes[j]) for j in range(len(sizes))],
+                               axis=1) for i in range(len(sizes))]
+        return [np.asarray(g) for g in grads], np.concatenate(rows, axis=0)
     tf = fw.lib
     t = tensors(case, fw, args)
     variables = [tf.Variable(t[a]) for a in case.targets]
@@ -613,7 +628,7 @@ def test_softmax_ce_smooth_matches_torch_label_smoothing(backend, framework, bui
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sparse_softmax_ce_matches_torch_class_indices(backend, framework, build, rng):
-    """Acceptance 4: int64 labels in NumPy and torch, int32 and int64 in TensorFlow."""
+    """Acceptance 4: int64 labels in NumPy and torch, int32 and int64 in TensorFlow and JAX."""
     torch = pytest.importorskip("torch")
     z = rng.normal(size=(N, C)) * 2
     labels = rng.integers(0, C, size=N)
@@ -621,7 +636,7 @@ def test_sparse_softmax_ce_matches_torch_class_indices(backend, framework, build
         lambda z_: torch.nn.functional.cross_entropy(z_, torch.tensor(labels, dtype=torch.int64)), [z], [0])
     fw = framework(backend)
     mod = build("sparse_softmax_ce", backend)
-    for label_dtype in (("int32", "int64") if backend == "tensorflow" else ("int64",)):
+    for label_dtype in (("int32", "int64") if backend in ("tensorflow", "jax") else ("int64",)):
         y = fw.tensor(labels, label_dtype)
         assert fw.dtype(y) == label_dtype
         what = f"sparse_softmax_ce/{backend} {label_dtype} labels"

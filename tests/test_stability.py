@@ -1,6 +1,6 @@
 """Issue 5 acceptance: the emitted code is numerically stable, proven on extreme inputs.
 
-For every catalog loss x backend (numpy, torch, tensorflow) x dtype (float64, float32), at the
+For every catalog loss x backend (numpy, torch, tensorflow, jax) x dtype (float64, float32), at the
 extremes of each argument's declared domain (tests/stability_harness.py: logits and reals to +-1e4
 in float64 and +-80 in float32; probabilities 1e-7 and 1 - 1e-7 -- in float32 the nearest float32
 values, 1.0000000116860974e-07 and 1 - 2**-23, plus 1 - 2**-24, the largest float32 below 1, and
@@ -253,7 +253,7 @@ def _lse_rounding(name, dtype, shape) -> np.ndarray:
     return scale.reshape((-1,) + (1,) * (len(shape) - 1))
 
 
-@pytest.mark.parametrize("backend", ("torch", "numpy"))
+@pytest.mark.parametrize("backend", ("torch", "numpy", "jax"))
 @pytest.mark.parametrize("name, dtype", TORCH_CASES, ids=[_ids(c) for c in TORCH_CASES])
 def test_at_least_as_accurate_as_torch(name, dtype, backend):
     """Entry by entry, the emitted loss, grad and Hessian are no further from the 50-digit reference

@@ -162,11 +162,26 @@ def test_emitted_numpy_code_passes_verification(name):
 def test_every_backend_with_autodiff():
     pytest.importorskip("torch")
     pytest.importorskip("tensorflow")
+    pytest.importorskip("jax")
     report = verify("huber", points=200)
     assert report.ok, str(report)
-    assert {r.backend for r in report.rows} == {"sympy", "numpy", "torch", "tensorflow"}
+    assert {r.backend for r in report.rows} == {"sympy", "numpy", "torch", "tensorflow", "jax"}
     assert any(r.reference == "torch.autograd (twice)" for r in report.rows)
     assert any(r.reference == "tf.GradientTape" for r in report.rows)
+    assert any(r.reference == "jax.grad (twice)" for r in report.rows)
+
+
+@pytest.mark.parametrize("source", ["pinball", PER_SAMPLE, "sparse_softmax_ce", "dice"])
+def test_emitted_jax_code_passes_verification(source):
+    """In float64 (verify turns JAX's x64 mode on for its rows): against the 50-digit oracle, float64
+    differences and jax.grad of the emitted loss; float32 in gives float32 out."""
+    jax = pytest.importorskip("jax")
+    report = verify(source, backends=["jax"], points=120)
+    assert report.ok, str(report)
+    rows = [r for r in report.rows if r.backend == "jax"]
+    assert any(r.reference == "jax.grad" and r.points > 0 for r in rows)
+    assert any(r.quantity == "dtype" and r.status == "ok" for r in rows)
+    assert not jax.config.jax_enable_x64, "verify left JAX's x64 mode on"
 
 
 def test_a_per_sample_loss_is_verified_by_differences():

@@ -108,25 +108,27 @@ class Subject:
         self.binding = binding
 
     def __call__(self, inputs: Mapping[str, np.ndarray], swap=None):
-        tensors = {k: self.fw.tensor(v) for k, v in inputs.items()}
-        try:
-            with frameworks.quiet():
-                out = self.binding.call(tensors, swap)
-        except CheckInputError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the user's code failed: a CheckInputError says so
-            raise self._failure(error, inputs) from error
-        return self.fw.to_numpy(out)
+        with self.fw.precision():
+            tensors = {k: self.fw.tensor(v) for k, v in inputs.items()}
+            try:
+                with frameworks.quiet():
+                    out = self.binding.call(tensors, swap)
+            except CheckInputError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the user's code failed: a CheckInputError says so
+                raise self._failure(error, inputs) from error
+            return self.fw.to_numpy(out)
 
     def gradients(self, inputs, targets, swap=None):
-        try:
-            with frameworks.quiet():
-                grads, out = self.fw.gradients(lambda t: self.binding.call(t, swap), inputs, targets)
-        except CheckInputError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            raise self._failure(error, inputs) from error
-        return grads, self.fw.to_numpy(out)
+        with self.fw.precision():
+            try:
+                with frameworks.quiet():
+                    grads, out = self.fw.gradients(lambda t: self.binding.call(t, swap), inputs, targets)
+            except CheckInputError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                raise self._failure(error, inputs) from error
+            return grads, self.fw.to_numpy(out)
 
     def _failure(self, error: Exception, inputs) -> CheckInputError:
         shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in inputs.items())
@@ -619,7 +621,7 @@ class _Run:
 
     def _autodiff(self, weight: float) -> list[Comparison]:
         """The framework's autodiff of the function's result against the symbolic gradient."""
-        name = {"torch": "torch.autograd", "tensorflow": "tf.GradientTape"}[self.subject.fw.name]
+        name = {"torch": "torch.autograd", "tensorflow": "tf.GradientTape", "jax": "jax.grad"}[self.subject.fw.name]
         try:
             grads, _ = self.subject.gradients(self.inputs, self.targets)
         except CheckInputError as error:

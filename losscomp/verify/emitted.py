@@ -6,8 +6,8 @@
                 and of the gradient: an independent check of `derive`
     differences the emitted gradient and Hessian against float64 central differences of the
                 emitted loss and gradient (points whose stencil straddles a kink are skipped)
-    autodiff    torch.autograd / tf.GradientTape of the emitted loss against the emitted grad and
-                hessian (on kinks a framework may pick another subgradient: reported, not failed)
+    autodiff    torch.autograd / tf.GradientTape / jax.grad of the emitted loss against the emitted
+                grad and hessian (on kinks a framework may pick another subgradient: reported, not failed)
     dtype       float32 in gives float32 out
 
 Tolerances: |emitted - true| <= RTOL |true| + ATOL * (typical size of the true values). Points whose
@@ -120,8 +120,9 @@ def _available(name: str) -> bool:
 def verify(source, *, backends: Sequence[str] | None = None, name: str | None = None, wrt=None,
            params: Mapping[str, float] | None = None, reduction: str = "mean", points: int = 600,
            seed: int = 0) -> VerifyReport:
-    """Verify the emitted NumPy, PyTorch and TensorFlow code of `source` (text, catalog name, CompiledLoss)
-    on about `points` elements (at most `sampling.MAX_VERIFY_POINTS`, 10^5)."""
+    """Verify the emitted NumPy, PyTorch, TensorFlow and JAX code of `source` (text, catalog name,
+    CompiledLoss) on about `points` elements (at most `sampling.MAX_VERIFY_POINTS`, 10^5). JAX runs in
+    its x64 mode (a context around its rows)."""
     points, seed = sampling.sample_options(points, seed, sampling.MAX_VERIFY_POINTS, "verify")
     loss = _compiled(source, name=name, wrt=wrt, params=params, reduction=reduction)
     reduction = loss.reduction
@@ -300,6 +301,10 @@ class _Backend:
         return np.zeros(shape, bool)
 
     def run(self) -> None:
+        with self.fw.precision():
+            self._run()
+
+    def _run(self) -> None:
         t, b = self.truth, self.name
         mp = "mpmath (50 digits)"
         if hasattr(self.module, "values"):
@@ -440,13 +445,13 @@ class _Backend:
 
     def _autodiff(self, grads, hessians):
         fw = self.fw
-        label = {"torch": "torch.autograd", "tensorflow": "tf.GradientTape"}[self.name]
+        label = {"torch": "torch.autograd", "tensorflow": "tf.GradientTape", "jax": "jax.grad"}[self.name]
 
         def loss_of(tensors):
             out = self.module.loss(**tensors)
             return out
 
-        auto, _ = fw.gradients(loss_of, self.inputs, self.targets)
+        auto, _ = fw.gradients(loss_of, self.inputs, self.targets, compiled=True)
         for i, target in enumerate(self.targets):
             if auto[i] is None:
                 self.table.fail(self.name, f"grad {target}", label, "the loss does not depend on it")
@@ -490,6 +495,25 @@ class _Backend:
                             cols.append(np.zeros(tuple(x.shape)) if h is None else h.detach().numpy())
                         out[(i, j)] = np.stack(cols, axis=1)
             return out
+        if self.name == "jax":
+            jax = self.fw.lib
+            tensors = {k: self.fw.tensor(v) for k, v in self.inputs.items()}
+
+            def gradient(i, j):
+                """d grad_i / d target_j applied to ones (the diagonal), or per column of a sample;
+                compiled (one XLA program rather than one per operation and transformation)."""
+                def g_i(x):
+                    values = dict(tensors, **{self.targets[j]: x})
+                    return jax.grad(lambda t: self.module.loss(**dict(values, **{self.targets[i]: t})))(
+                        values[self.targets[i]])
+                x = tensors[self.targets[j]]
+                if elementwise:
+                    return np.asarray(jax.jit(jax.grad(lambda x: jax.numpy.sum(g_i(x))))(x))
+                columns = jax.jit(jax.vmap(lambda c: jax.grad(lambda x: jax.numpy.sum(g_i(x)[:, c]))(x)))(
+                    jax.numpy.arange(tensors[self.targets[i]].shape[1]))
+                return np.moveaxis(np.asarray(columns), 0, 1)
+
+            return {(i, j): gradient(i, j) for i in range(self.k) for j in range(self.k)}
         tf = self.fw.lib
         tensors = {k: self.fw.tensor(v) for k, v in self.inputs.items()}
         for i in range(self.k):

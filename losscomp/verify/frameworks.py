@@ -1,8 +1,9 @@
-"""NumPy, PyTorch and TensorFlow seen from the checker: which one a function is written in, how to
-hand it arrays and take results back, and how to differentiate what it returns.
+"""NumPy, PyTorch, TensorFlow and JAX seen from the checker: which one a function is written in, how
+to hand it arrays and take results back, and how to differentiate what it returns.
 
 A framework is imported only when the function being checked already uses it (or the caller names
-it), so checking a NumPy function never loads torch or TensorFlow.
+it), so checking a NumPy function never loads torch or TensorFlow. JAX keeps float64 only in its x64
+mode: every call into JAX code runs inside `Framework.precision()`, a context that turns it on.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import os
 import sys
 import types
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .report import CheckInputError
 
-FRAMEWORKS = ("numpy", "torch", "tensorflow")
+FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
 ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 _ROOTS = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "keras": "tensorflow",
-          "tf_keras": "tensorflow"}
+          "tf_keras": "tensorflow", "jax": "jax", "jaxlib": "jax", "optax": "jax", "flax": "jax"}
 
 
 def framework_name(name: str) -> str:
@@ -123,7 +124,7 @@ def _has_contents(cell) -> bool:
 
 
 def detect(fn, probe: Callable[[str], Any] | None = None) -> str:
-    """numpy, torch or tensorflow: from what `fn` refers to, else by calling `probe(framework)`."""
+    """numpy, torch, tensorflow or jax: from what `fn` refers to, else by calling `probe(framework)`."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(fn, torch.nn.Module):
         return "torch"
@@ -138,7 +139,7 @@ def detect(fn, probe: Callable[[str], Any] | None = None) -> str:
         return "numpy"
     first_error = None
     if probe is not None:
-        for name in ("numpy", "torch", "tensorflow"):
+        for name in FRAMEWORKS:
             if name != "numpy" and name not in sys.modules:
                 continue
             try:
@@ -162,6 +163,9 @@ def result_framework(result) -> str | None:
     tf = sys.modules.get("tensorflow")
     if tf is not None and isinstance(result, (tf.Tensor, tf.Variable)):
         return "tensorflow"
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(result, jax.Array):
+        return "jax"
     return None
 
 
@@ -174,6 +178,15 @@ class Framework:
         self.name = framework_name(name)
         self.lib = np if self.name == "numpy" else _import(self.name)
 
+    def precision(self):
+        """A context for calls into the framework: JAX's x64 mode (float64 stays float64), else nothing."""
+        if self.name != "jax":
+            return nullcontext()
+        enable = getattr(self.lib, "enable_x64", None)
+        if enable is None:  # jax < 0.6
+            from jax.experimental import enable_x64 as enable
+        return enable(True)
+
     def tensor(self, x: np.ndarray, watch: bool = False):
         x = np.asarray(x)
         if self.name == "torch":
@@ -181,6 +194,8 @@ class Framework:
             return t.requires_grad_(True) if watch else t
         if self.name == "tensorflow":
             return self.lib.constant(x)
+        if self.name == "jax":
+            return self.lib.numpy.asarray(x)
         return np.array(x, copy=True)
 
     def to_numpy(self, value) -> Any:
@@ -191,6 +206,8 @@ class Framework:
             return value.detach().cpu().numpy()
         if self.name == "tensorflow" and hasattr(value, "numpy"):
             return np.asarray(value.numpy())
+        if self.name == "jax" and isinstance(value, self.lib.Array):
+            return np.asarray(value)
         if hasattr(value, "numpy") and callable(value.numpy):  # a tensor of another framework
             return np.asarray(value.numpy())
         try:
@@ -199,8 +216,9 @@ class Framework:
             raise CheckInputError(f"the function returned {type(value).__name__}, not an array") from error
 
     def gradients(self, call: Callable[[Mapping[str, Any]], Any], inputs: Mapping[str, np.ndarray],
-                  targets: Sequence[str]) -> tuple[list[np.ndarray | None], Any]:
-        """d(sum of call's result)/d each target, and the result; None where it does not depend on one."""
+                  targets: Sequence[str], compiled: bool = False) -> tuple[list[np.ndarray | None], Any]:
+        """d(sum of call's result)/d each target, and the result; None where it does not depend on one.
+        compiled: JAX only, under jax.jit (for code known to trace, such as emitted modules)."""
         if self.name == "torch":
             tensors = {k: self.tensor(v, watch=k in targets and np.issubdtype(np.asarray(v).dtype, np.floating))
                        for k, v in inputs.items()}
@@ -223,6 +241,20 @@ class Framework:
                 total = tf.reduce_sum(out)
             grads = tape.gradient(total, [tensors[t] for t in targets])
             return [None if g is None else np.asarray(tf.convert_to_tensor(g).numpy()) for g in grads], out
+        if self.name == "jax":
+            jax = self.lib
+            tensors = {k: self.tensor(v) for k, v in inputs.items()}
+
+            def total(*leaves):
+                out = call(dict(tensors, **dict(zip(targets, leaves))))
+                if isinstance(out, (tuple, list)):
+                    raise CheckInputError("autodiff needs one array as the function's result")
+                return jax.numpy.sum(out), out
+
+            everything = tuple(range(len(targets)))
+            differentiate = jax.grad(total, argnums=everything, has_aux=True)
+            grads, out = (jax.jit(differentiate) if compiled else differentiate)(*(tensors[t] for t in targets))
+            return [np.asarray(g) for g in grads], out   # JAX gives zeros, never None, where out does not depend
         raise CheckInputError("NumPy has no autodiff")
 
 
