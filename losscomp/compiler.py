@@ -20,6 +20,7 @@ from .backends.base import Backend
 from .derive import Derivation, Program, closed_forms, derive
 from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
+from .native import native
 from .stabilize import guard, logsumexp_reductions, stabilize
 from .syntax import parse
 
@@ -131,8 +132,12 @@ class CompiledLoss:
     def spec(self) -> emit.Spec:
         d = self.derivation
 
+        arrays = frozenset({a.symbol for a in self.definition.arguments} | {s.symbol for s in d.forward.steps}
+                           | {s.symbol for s in d.backward.steps} | {s.symbol for s in d.tangent.steps}
+                           | set(d.tangent_inputs))
+
         def printable(expr: sympy.Expr) -> sympy.Expr:
-            return guard(stabilize(expr)) if self.rewrites else expr
+            return guard(native(stabilize(expr)), arrays) if self.rewrites else expr
 
         def stable(program: Program) -> Program:
             return Program(tuple(replace(step, expr=printable(step.expr)) for step in program.steps),

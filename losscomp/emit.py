@@ -175,7 +175,8 @@ class _Body:
         temps = (sympy.Symbol(internal(f"t{n}"), real=True) for n in range(next(counter), 10**9))
         reference = sympy.Symbol(spec.targets[0], real=True)
         reference = next((s for s in kinds if s.name == spec.targets[0]), reference)
-        self.sched = Scheduler(kinds, temp=lambda: next(temps), inplace=inplace, reference=reference)
+        self.sched = Scheduler(kinds, temp=lambda: next(temps), inplace=inplace, reference=reference,
+                               axpy=inplace and writer.backend.printer.AXPY is not None)
         done: set[sympy.Symbol] = set()
 
         def need(expr):

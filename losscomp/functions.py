@@ -112,6 +112,12 @@ class clip(Function):  # noqa: N801
 
     nargs = 3
 
+    @classmethod
+    def eval(cls, x, lo, hi):  # safe: SymPy's automatic-simplification hook, not Python's eval
+        # clip(-x, lo, hi) = -clip(x, -hi, -lo): one canonical sign, so -clip(e) and clip(-e) are shared
+        if x.could_extract_minus_sign():
+            return -cls(-x, -hi, -lo)
+
     def _eval_rewrite_as_Piecewise(self, x, lo, hi, **kwargs):
         return sympy.Piecewise((lo, x < lo), (hi, x > hi), (x, True))
 

@@ -87,19 +87,21 @@ ELEMENTWISE_FUNCTIONS = {
 # functions that may overwrite their (first) array operand: `exp(t, out=t)`
 IN_PLACE_CALLS = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sinh", "cosh", "abs",
                             "sign", "sigmoid", "maximum", "minimum", "clip", "relu"})
-IN_PLACE_OPS = frozenset({"add", "sub", "mul", "div", "neg"})
+IN_PLACE_OPS = frozenset({"add", "sub", "mul", "div", "neg", "axpy"})
 
 
 class Scheduler:
     """Builds the statements of one function body."""
 
     def __init__(self, kinds: Mapping[sympy.Symbol, Kind], temp, inplace: bool = True,
-                 reference: sympy.Symbol | None = None, absorbed: Mapping[str, frozenset] | None = None):
+                 reference: sympy.Symbol | None = None, absorbed: Mapping[str, frozenset] | None = None,
+                 axpy: bool = False):
         self.kinds: dict[sympy.Symbol, Kind] = dict(kinds)
         self.reference = reference      # onehot(y) is shaped like this array (the scores)
         # an atom whose shape broadcasts into a set of atoms: {"@seed": atoms of the loss values} (the seed
         # is a number, or weights per sample); next to all of those atoms it changes no shape
         self.absorbed = dict(absorbed or {})
+        self.axpy = axpy                # the backend adds a constant multiple in one operation: a + k*b
         self.statements: list[Statement] = []
         self.temp = temp                # () -> a fresh Symbol for a temporary
         self.inplace = inplace
@@ -225,7 +227,7 @@ class Scheduler:
         if positive:
             acc = self.atom(positive[0])
             for term in positive[1:]:
-                acc = self._binary("add", acc, self.atom(term))
+                acc = self._accumulate(acc, term, 1)
         else:
             first = negative.pop(0)
             if scalar != 0:
@@ -233,7 +235,7 @@ class Scheduler:
             else:
                 acc = self.emit("neg", (self.atom(first),), self.kind(first))
         for term in negative:
-            acc = self._binary("sub", acc, self.atom(term))
+            acc = self._accumulate(acc, term, -1)
         if scalar != 0:
             if _negative(scalar):
                 acc = self._binary("sub", acc, -scalar)
@@ -241,15 +243,46 @@ class Scheduler:
                 acc = self._binary("add", acc, scalar)
         return acc
 
+    def _accumulate(self, acc, term, sign: int) -> sympy.Symbol:
+        """acc + sign*term; with `axpy`, a term k*x (k a number) is added in the same operation."""
+        if self.axpy and isinstance(term, sympy.Mul):
+            k, rest = term.as_coeff_Mul()
+            if k.is_Number and k != 1 and not isinstance(rest, sympy.Mul) and self.kind(rest).array:
+                x = self.atom(rest)
+                return self.emit("axpy", (acc, x, sign * k), self.join([self.kinds_of(acc), self.kinds_of(x)]))
+        return self._binary("add" if sign > 0 else "sub", acc, self.atom(term))
+
     def _binary(self, op: str, a, b) -> sympy.Symbol:
         return self.emit(op, (a, b), self.join([self.kinds_of(a), self.kinds_of(b)]))
 
+    def size(self, expr) -> int:
+        """0 a scalar or constant; 1 the seed (a number, or per-sample weights); 2 per-sample reductions;
+        3 full arrays. Small factors are multiplied together before they touch a big array."""
+        kind = self.kind(expr)
+        if not kind.array:
+            return 0
+        own = kind.atoms - set(self.absorbed)
+        if not own:
+            return 1
+        return 2 if all(":" in atom for atom in own) else 3
+
     def _mul(self, expr: sympy.Mul) -> sympy.Symbol:
-        numerator, denominator, scalars = [], [], []
-        for factor in expr.args:
-            if not self.kind(factor).array:
-                scalars.append(factor)
-                continue
+        scalars = [f for f in expr.args if not self.kind(f).array]
+        arrays = [f for f in expr.args if self.kind(f).array]
+        big = [f for f in arrays if self.size(f) == 3]
+        small = [f for f in arrays if self.size(f) < 3]
+        if big and (small or scalars):
+            factor = sympy.Mul(*scalars, *small)
+            if len(big) == 1 and isinstance(big[0], sympy.Add) and sum(self.size(t) == 3 for t in big[0].args) == 1:
+                # s (c + k u) -> (s c) + (s k) u: one pass over u instead of two
+                return self.atom(sympy.Add(*[factor * term for term in big[0].args]))
+            return self._product(big, factor)
+        return self._product(arrays, sympy.Mul(*scalars))
+
+    def _product(self, factors, coefficient) -> sympy.Symbol:
+        """factors (arrays) times a coefficient (a scalar, or a small array), divisions one by one."""
+        numerator, denominator = [], []
+        for factor in factors:
             base, exponent = (factor.base, factor.exp) if isinstance(factor, sympy.Pow) else (factor, sympy.S.One)
             if exponent.is_Integer and 0 < exponent <= 4:
                 numerator.extend([base] * int(exponent))
@@ -259,7 +292,6 @@ class Scheduler:
                 denominator.append(sympy.Pow(base, -exponent, evaluate=False))
             else:
                 numerator.append(factor)
-        coefficient = sympy.Mul(*scalars)
         negate = False
         if coefficient.could_extract_minus_sign():
             coefficient, negate = -coefficient, True
@@ -269,13 +301,20 @@ class Scheduler:
                 acc = self._binary("mul", acc, self.atom(factor))
             for factor in denominator:
                 acc = self._binary("div", acc, self.atom(factor))
+            if negate and coefficient != 1:
+                coefficient, negate = -coefficient, False
             if coefficient != 1:
-                acc = self._binary("mul", acc, coefficient)
+                acc = self._binary("mul", acc, self.atom(coefficient))
         else:
-            acc = self._binary("div", coefficient, self.atom(denominator[0]))
+            top = -coefficient if negate else coefficient
+            negate = False
+            acc = self._binary("div", self.atom(top), self.atom(denominator[0]))
             for factor in denominator[1:]:
                 acc = self._binary("div", acc, self.atom(factor))
         if negate:
+            defined = next((st for st in reversed(self.statements) if st.target == acc), None)
+            if defined is not None and defined.op == "neg":  # -(-x) is x
+                return defined.args[0]
             acc = self.emit("neg", (acc,), self.kinds_of(acc))
         return acc
 

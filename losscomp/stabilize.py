@@ -208,11 +208,13 @@ def _unsafe(node) -> sympy.Expr | None:
     return None
 
 
-def _guard_branch(value: sympy.Expr, region) -> sympy.Expr:
+def _guard_branch(value: sympy.Expr, region, arrays) -> sympy.Expr:
     def fix(node):
         argument = _unsafe(node)
         if argument is None or not argument.free_symbols:
             return node
+        if arrays is not None and not (argument.free_symbols & arrays):
+            return node  # a function of parameters only is computed once, not per element: nothing to guard
         guarded = sympy.Piecewise((argument, region), (1, True))
         if isinstance(node, sympy.Pow):
             return sympy.Pow(guarded, node.exp, evaluate=False)
@@ -221,15 +223,17 @@ def _guard_branch(value: sympy.Expr, region) -> sympy.Expr:
     return value.replace(lambda n: _unsafe(n) is not None, fix)
 
 
-def guard(expr: sympy.Expr) -> sympy.Expr:
-    """The double where: in each branch of a Piecewise, unsafe arguments become 1 where it is not taken."""
+def guard(expr: sympy.Expr, arrays: frozenset | None = None) -> sympy.Expr:
+    """The double where: in each branch of a Piecewise, unsafe arguments become 1 where it is not taken.
+    `arrays`: the symbols that hold arrays (arguments, reductions); an argument of none of them is not
+    guarded (a parameter's log is one number, and the same in every branch)."""
     def fix(pw):
         pieces, taken = [], sympy.S.false
         for value, cond in pw.args:
             region = sympy.And(cond, sympy.Not(taken)) if taken != sympy.S.false else cond
             if region == sympy.S.true:
                 region = sympy.Not(taken) if taken != sympy.S.false else sympy.S.true
-            pieces.append((value if region == sympy.S.true else _guard_branch(value, region), cond))
+            pieces.append((value if region == sympy.S.true else _guard_branch(value, region, arrays), cond))
             taken = sympy.Or(taken, cond)
         return sympy.Piecewise(*pieces)
 

@@ -17,7 +17,7 @@ RANKS = {
     "ir": 3,
     "canonical": 4, "catalog": 4,
     "derive": 5,
-    "stabilize": 6, "display": 6, "schedule": 6,
+    "stabilize": 6, "display": 6, "schedule": 6, "native": 6,
     "backends": 7,
     "emit": 8, "runtime": 8, "combine": 8,
     "compiler": 9,

@@ -266,11 +266,11 @@ def grad(y, z, *, sample_weight=None, validate=False):
     w = _seed(z, sample_weight, sum0)
     t5 = -w
     d_sum0 = _collect(t5, sum0, sum0)
-    t6 = d_sum0*y
+    t6 = y*d_sum0
     t7 = -t6
     d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
     t8 = np.exp(t3, out=_out(t3))
-    t9 = np.multiply(d_lse0, t8, out=_out(t8))
+    t9 = np.multiply(t8, d_lse0, out=_out(t8))
     g_z_part = _collect(t9, z, max0, z)
     g_z_part_1 = _collect(t6, z, lse0, max0, y, z)
     t10 = g_z_part + g_z_part_1
@@ -293,11 +293,11 @@ def value_and_grad(y, z, *, sample_weight=None, validate=False):
     w = _seed(z, sample_weight, sum0)
     t6 = -w
     d_sum0 = _collect(t6, sum0, sum0)
-    t7 = d_sum0*y
+    t7 = y*d_sum0
     t8 = -t7
     d_lse0 = _collect(t8, lse0, lse0, max0, y, z)
     t9 = np.exp(t3, out=_out(t3))
-    t10 = np.multiply(d_lse0, t9, out=_out(t9))
+    t10 = np.multiply(t9, d_lse0, out=_out(t9))
     g_z_part = _collect(t10, z, max0, z)
     g_z_part_1 = _collect(t7, z, lse0, max0, y, z)
     t11 = g_z_part + g_z_part_1
@@ -319,16 +319,16 @@ def hvp(y, z, v, *, sample_weight=None, validate=False):
     w = _seed(z, sample_weight, sum0)
     t5 = -w
     d_sum0 = _collect(t5, sum0, sum0)
-    t6 = d_sum0*y
-    t7 = np.negative(t6, out=_out(t6))
+    t6 = -d_sum0
+    t7 = y*t6
     d_lse0 = _collect(t7, lse0, lse0, max0, y, z)
     t8 = np.exp(t3, out=_out(t3))
     t9 = t8*v
     dot_lse0 = _sum(t9, 'sample')
-    t10 = d_lse0*t8
-    t11 = np.multiply(t10, v, out=_out(t10))
+    t10 = t8*v
+    t11 = np.multiply(t10, d_lse0, out=_out(t10))
     t12 = d_lse0*dot_lse0
-    t13 = t12*t8
+    t13 = t8*t12
     t14 = np.subtract(t11, t13, out=_out(t13))
     dot_g_z_part = _collect(t14, z, max0, z)
     dot_g_z = _collect(dot_g_z_part, z, z)

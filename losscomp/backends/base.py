@@ -306,6 +306,10 @@ class ArrayPrinterMixin:
             return self.operand(args[0])
         if op in ("add", "sub", "mul", "div"):
             return self.arithmetic(op, args[0], args[1], out)
+        if op == "axpy":  # a + k*b with k a number, one operation (backends that have it)
+            a, b, k = args
+            template = self.AXPY_OUT if out is not None else self.AXPY
+            return self.fill(template, self.operand(a), self.operand(b), self.operand(k), o=out)
         if op == "neg":
             if out is not None and "neg" in self.ARITH_OUT:
                 return self.fill(self.ARITH_OUT["neg"], self.operand(args[0]), o=out)
@@ -351,6 +355,8 @@ class ArrayPrinterMixin:
             f"{self.operand(a, level)}{symbol}{self.operand(b, level, strict=op == 'div')}"
 
     ARITH_NEEDS_TENSOR_FIRST = False
+    AXPY: str | None = None          # a + k*b in one operation, if the framework has it
+    AXPY_OUT: str | None = None
 
     def call(self, name: str, args, out: str | None) -> str:
         if name == "where":

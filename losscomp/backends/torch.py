@@ -31,6 +31,8 @@ class TorchLossPrinter(ArrayPrinterMixin, TorchPrinter):
                  "mul": "$torch.mul({0}, {1}, out={o})", "div": "$torch.div({0}, {1}, out={o})",
                  "neg": "$torch.neg({0}, out={o})"}
     ARITH_NEEDS_TENSOR_FIRST = True
+    AXPY = "$torch.add({0}, {1}, alpha={2})"
+    AXPY_OUT = "$torch.add({0}, {1}, alpha={2}, out={o})"
 
     def call(self, name, args, out):
         # torch.maximum/minimum/clamp want tensors; a number goes to clamp's min= or max=
