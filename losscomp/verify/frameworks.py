@@ -326,6 +326,8 @@ class Binding:
                                   "pass arguments= for every formula argument")
         self.order = list(kinds)                     # fn's parameters, in its order (for text())
         self.names = chosen                          # formula argument -> fn's parameter name
+        if self.how and all(chosen.get(a) == n for a, n in zip(self.arguments, positional)) and not mapping:
+            self.how = []                            # the formula's order anyway: nothing to say
         self.leading = [at[positional[i]] for i in range(prefix)] + list(extra)
         self.missing_keywords(signature, parameters, mapping)
         self.keywords = {mapping.get(k, k): v for k, v in parameters.items()
