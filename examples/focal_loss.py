@@ -71,7 +71,7 @@ def train(loss, x, y, epochs: int) -> keras.Model:
     model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss=loss)
-    model.fit(x, y, epochs=epochs, batch_size=256, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
     return model
 
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     output = args.output or Path(tempfile.mkdtemp(prefix="losscomp-focal-"))
     output.mkdir(parents=True, exist_ok=True)
-    n, epochs, points = (6_000, 15, 1_000) if args.fast else (20_000, 40, 20_000)
+    n, epochs, points = (6_000, 6, 1_000) if args.fast else (20_000, 20, 20_000)
 
     checks = [("the entry's focal_loss()", focal_loss(), POSITIVE_ONLY, "focal, positive term only"),
               ("the entry's focal_loss()", focal_loss(), "binary_focal", "binary_focal (Lin et al.)"),

@@ -49,7 +49,7 @@ def fit_quantile(tau: float, x, y, epochs: int) -> keras.Model:
     model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(32, activation="tanh"),
                               keras.layers.Dense(32, activation="tanh"), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=PINBALL.PinballLoss(tau=tau))
-    model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model
 
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     output = args.output or Path(tempfile.mkdtemp(prefix="losscomp-quantile-"))
     output.mkdir(parents=True, exist_ok=True)
-    n, epochs, points = (2_000, 40, 1_000) if args.fast else (8_000, 120, 20_000)
+    n, epochs, points = (2_000, 12, 1_000) if args.fast else (8_000, 40, 20_000)
     rng = np.random.default_rng(0)
     x, y = data(n, rng)
     x_test, y_test = data(4_000, rng)

@@ -320,7 +320,7 @@ def _fresh_reduction(symbol: sympy.Symbol, taken: Sequence[Reduction]) -> sympy.
     index = 0
     while internal(f"{base}{index}") in used:
         index += 1
-    return sympy.Symbol(internal(f"{base}{index}"), **symbol.assumptions0)
+    return sympy.Symbol(internal(f"{base}{index}"), real=True)  # as ir makes them
 
 
 def _names(arguments: Sequence[Argument]) -> str:

@@ -176,6 +176,24 @@ def test_loading_after_another_formula_took_the_name_fails_clearly(tmp_path, cap
     assert "regenerate it with: losscomp compile" in line and "--name combined" in line
 
 
+def test_the_formula_hash_sees_helpers_and_ignores_spelling():
+    helper = "penalty(y, y_pred) = 2 * relu({})\ncombined(y, y_pred) = mse(y, y_pred) + penalty(y, y_pred)"
+    a = _module(helper.format("y - y_pred")).CombinedLoss
+    b = _module(helper.format("y_pred - y")).CombinedLoss
+    assert a.FORMULA != b.FORMULA                     # one source line, different helpers
+    spelled = _module("mse(y, y_pred) = (y   - y_pred)^2   # the same formula").MseLoss
+    assert spelled.FORMULA == _module("mse").MseLoss.FORMULA
+
+
+def test_a_combined_loss_regenerates_to_the_same_formula(tmp_path, capsys):
+    """A loss combined in Python names a command that writes a module of the same formula."""
+    combined = 0.7 * losscomp.compile("mse") + 0.3 * losscomp.compile("softmax_ce(y, z) = relu(z - y)")
+    loss_class = combined.build("tensorflow").MsePlusSoftmaxCeLoss
+    path = _regenerate(loss_class, tmp_path, capsys)
+    text = path.read_text()
+    assert f"FORMULA = {loss_class.FORMULA!r}" in text
+
+
 def test_two_formulas_of_one_name_each_load_as_themselves(tmp_path):
     a = _module("combined(y, y_pred) = mse(y, y_pred) + underestimation(y, y_pred)")
     b = _module("combined(y, y_pred) = mse(y, y_pred) + 0.2 * underestimation(y, y_pred)")
@@ -235,3 +253,13 @@ def test_triplet_model_with_embeddings_packed_into_y_pred(rng):
     a, p, q = e[:, :4], e[:, 4:8], e[:, 8:]
     expected = np.mean(np.maximum(((a - p) ** 2).sum(-1) - ((a - q) ** 2).sum(-1) + 0.2, 0))
     np.testing.assert_allclose(float(mod.TripletLoss(margin=0.2, dtype="float64")(dummy, e)), expected, rtol=1e-10)
+
+
+def test_user_names_that_are_template_names(rng):
+    """A truth named y_pred, a target named y_true and a parameter named tf: y_true still holds the truth."""
+    mod = _module("weird(y_pred, y_true; tf = 2) = tf * (y_true - y_pred)^2 + relu(y_pred - y_true)")
+    assert mod.WeirdLoss.Y_TRUE == ("y_pred",) and mod.WeirdLoss.Y_PRED == ("y_true",)
+    truth, prediction = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    got = mod.WeirdLoss(tf=0.5, dtype="float64")(truth, prediction)
+    expected = np.mean(0.5 * (prediction - truth) ** 2 + np.maximum(truth - prediction, 0))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-12)

@@ -215,3 +215,14 @@ def test_every_compiled_reduction_gives_every_module_reduction(compiled, rng):
         (theirs * upstream).sum().backward()
         _close(ours.detach(), theirs.detach())
         _close(x.grad, x2.grad)
+
+
+def test_an_argument_named_torch_and_a_parameter_named_grad(rng):
+    mod = _module("odd(torch, y_pred; grad = 2) = grad * (torch - y_pred)^2 + relu(y_pred - torch)")
+    prediction, target = _pair(rng, shape=(9,))
+    prediction2 = prediction.detach().clone().requires_grad_()
+    value = mod.OddLoss(grad=3.0, reduction="sum")(prediction, target.detach())
+    value.backward()
+    e = target.detach() - prediction2
+    (3.0 * e ** 2 + torch.relu(-e)).sum().backward()
+    _close(prediction.grad, prediction2.grad)

@@ -41,9 +41,15 @@ PACKAGE = "losscomp"
 
 
 def formula_hash(spec) -> str:
-    """A short hash of what the per-sample values depend on: the source, the parameters (names and
-    defaults) and the targets. Not the losscomp version: a regenerated module loads old models."""
-    text = "\n".join([spec.source, repr(tuple(spec.parameters)), repr(tuple(spec.targets))])
+    """A short hash of what the loss values are: the expression of the values and of the reductions they
+    use (with every helper definition inlined, so two sources that differ only in a helper they call do
+    not share it), the arguments with their roles, the parameters with their defaults, and the targets.
+    Not the source's spelling (comments, spacing) and not the losscomp version."""
+    import sympy
+
+    steps = [(step.symbol.name, step.op, sympy.srepr(step.expr), step.axis) for step in spec.forward.steps]
+    text = "\n".join([sympy.srepr(spec.value), repr(steps), repr(tuple(spec.roles)),
+                      repr(tuple(spec.parameters)), repr(tuple(spec.targets))])
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -216,7 +222,7 @@ class {class_name}({tf}.keras.losses.Loss):
 
     Y_TRUE = {truths!r}  # what y_true holds (packed along the last axis when several)
     Y_PRED = {preds!r}  # what y_pred holds
-    FORMULA = {formula!r}  # hash of the source, parameters and targets
+    FORMULA = {formula!r}  # hash of the formula: its values, parameters and targets
     REGISTERED = {registered!r}
     REGENERATE = {regenerate_command(spec)!r}
 
