@@ -1,49 +1,34 @@
-"""Normal form for differentiation: non-smooth functions become Piecewise under one kink convention.
+"""Normal form for differentiation: non-smooth functions carry the kink convention in their derivatives.
 
 The convention is PyTorch's, so `grad` agrees with `torch.autograd` everywhere, kinks included:
 
-    abs'(0) = 0              abs(x)  = x if x > 0, -x if x < 0, 0 at 0
-    sign' = 0                sign(x) = 1, -1, 0
-    relu'(0) = 0             relu(x) = x if x > 0, else 0
-    max(a, b) at a tie       (a + b) / 2, so the gradient splits 0.5 / 0.5 (min likewise)
+    abs'(0) = 0              d|x| = sign(x) dx
+    sign' = 0
+    relu'(0) = 0             d relu(x) = step(x, 0) dx
+    max(a, b) at a tie       the gradient splits 0.5 / 0.5 (min likewise); an n-argument max folds
+                             pairwise in SymPy's argument order
     clip(x, lo, hi)          x on [lo, hi]: the gradient passes at the bounds
     if c then a else b       the branch `c` selects, at its boundary too
     sqrt'(0), norm'(0)       0 (a subgradient), not an infinity
 
-Differentiating a Piecewise differentiates each branch, so no DiracDelta or Heaviside ever appears.
-An n-argument max folds pairwise in SymPy's argument order. Conditions keep abs/max/min/sign, which
-every backend prints natively; only values are lowered.
+`lower` swaps SymPy's Abs, sign, Max and Min for the classes of `losscomp.functions` whose derivative
+rules say exactly this (`absval`, `sgn`, `max2`, `min2`; relu and clip have theirs), so a derivative
+is as large as the function it comes from, never a DiracDelta, a Heaviside or a Piecewise explosion.
+`raise_kinks` turns a derivative back into SymPy's functions and a Piecewise per `step`.
+Conditions are not differentiated and keep SymPy's functions.
 """
 
 from __future__ import annotations
 
 import sympy
-from sympy import Piecewise
 
-from .functions import clip, relu, root
+from .functions import absval, clip, max2, min2, relu, root, sgn, step
 
 KINK_CONVENTION = (
     "PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5 at a tie; "
     "clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch c selects; "
     "sqrt and norm have the subgradient 0 at 0"
 )
-
-
-def _difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
-    """a - b in its shorter form, so max(tau*e, (tau-1)*e) compares on `e > 0`."""
-    d = a - b
-    expanded = sympy.expand(d)
-    return expanded if sympy.count_ops(expanded) <= sympy.count_ops(d) else d
-
-
-def _max2(a, b):
-    d = _difference(a, b)
-    return Piecewise((a, d > 0), (b, d < 0), ((a + b) / 2, True))
-
-
-def _min2(a, b):
-    d = _difference(a, b)
-    return Piecewise((a, d < 0), (b, d > 0), ((a + b) / 2, True))
 
 
 def _fold(pair, args):
@@ -55,23 +40,15 @@ def _fold(pair, args):
 
 def _lower_node(expr: sympy.Basic) -> sympy.Basic:
     if isinstance(expr, sympy.Abs):
-        x = expr.args[0]
-        return Piecewise((x, x > 0), (-x, x < 0), (0, True))
+        return absval(expr.args[0])
     if isinstance(expr, sympy.sign):
-        x = expr.args[0]
-        return Piecewise((1, x > 0), (-1, x < 0), (0, True))
-    if isinstance(expr, relu):
-        x = expr.args[0]
-        return Piecewise((x, x > 0), (0, True))
-    if isinstance(expr, clip):
-        x, lo, hi = expr.args
-        return Piecewise((lo, x < lo), (hi, x > hi), (x, True))
+        return sgn(expr.args[0])
     if isinstance(expr, sympy.Pow) and expr.exp == sympy.S.Half and not expr.base.is_positive:
         return root(expr.base)
     if isinstance(expr, sympy.Max):
-        return _fold(_max2, list(expr.args))
+        return _fold(max2, list(expr.args))
     if isinstance(expr, sympy.Min):
-        return _fold(_min2, list(expr.args))
+        return _fold(min2, list(expr.args))
     return expr
 
 
@@ -82,17 +59,53 @@ def condition_form(cond: sympy.Basic) -> sympy.Basic:
 
 
 def lower(expr: sympy.Expr) -> sympy.Expr:
-    """Rewrite abs, sign, relu, clip, max, min in value positions as Piecewise (bottom-up)."""
-    if isinstance(expr, Piecewise):
-        return Piecewise(*[(lower(e), condition_form(c)) for e, c in expr.args])
+    """abs, sign, max, min in value positions as the differentiable kink classes (bottom-up)."""
+    if isinstance(expr, sympy.Piecewise):
+        return sympy.Piecewise(*[(lower(e), c) for e, c in expr.args])
     if not expr.args or isinstance(expr, sympy.Symbol):
         return expr
     if isinstance(expr, sympy.logic.boolalg.Boolean) and not isinstance(expr, sympy.Expr):
-        return condition_form(expr)
-    rebuilt = expr.func(*[lower(a) for a in expr.args])
-    return _lower_node(rebuilt)
+        return expr
+    return _lower_node(expr.func(*[lower(a) for a in expr.args]))
 
 
-def is_smooth_form(expr: sympy.Basic) -> bool:
-    """True when no value position holds a function that `lower` would rewrite."""
-    return lower(expr) == expr
+_RAISE = (
+    (absval, lambda x: sympy.Abs(x)),
+    (sgn, lambda x: sympy.sign(x)),
+    (max2, lambda a, b: sympy.Max(a, b)),
+    (min2, lambda a, b: sympy.Min(a, b)),
+    (step, lambda x, h: step(x, h).as_piecewise()),
+)
+
+
+def _collect_steps(add: sympy.Add) -> sympy.Expr:
+    """sum_i c_i step(+-u, h_i) with step(-u, h) = 1 - step(u, 1 - h), terms of one u and one h
+    gathered: pinball's -tau step(e) + (1 - tau) step(-e) is 1 - tau - step(e)."""
+    groups: dict = {}
+    rest = []
+    for term in add.args:
+        steps = [f for f in sympy.Mul.make_args(term) if isinstance(f, step)]
+        if len(steps) != 1:
+            rest.append(term)
+            continue
+        factor = steps[0]
+        coefficient = term / factor
+        u, h = factor.args
+        if u.could_extract_minus_sign():
+            rest.append(coefficient)
+            u, h, coefficient = -u, 1 - h, -coefficient
+        groups.setdefault((u, h), []).append(coefficient)
+    gathered = [sympy.Add(*coefficients) * step(u, h) for (u, h), coefficients in groups.items()]
+    return sympy.Add(*rest, *gathered)
+
+
+def raise_kinks(expr: sympy.Expr) -> sympy.Expr:
+    """The kink classes back as SymPy's Abs, sign, Max, Min, and each step as a small Piecewise."""
+    if expr.has(step):
+        expr = expr.replace(lambda n: isinstance(n, sympy.Add) and any(isinstance(f, step) for t in n.args
+                                                                       for f in sympy.Mul.make_args(t)),
+                            _collect_steps)
+    for cls, back in _RAISE:
+        if expr.has(cls):
+            expr = expr.replace(cls, back)
+    return expr

@@ -22,15 +22,18 @@ from .errors import LossError, LossNameError, LossOptionError, did_you_mean
 from .ir import Definition, Parameter, lower_module
 from .native import native
 from .stabilize import guard, logsumexp_reductions, stabilize
-from .syntax import parse
+from .syntax import nodes, parse
 
 BACKENDS = ("numpy", "torch", "tensorflow")
 REDUCTIONS = ("mean", "sum", "none")
+BOOSTING = ("xgboost", "lightgbm")     # build() targets that are objectives, not emitted modules
 _ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 
 
 def backend(name: str) -> Backend:
     """The backend called `name` (imported on first use, so unused frameworks cost nothing)."""
+    if not isinstance(name, str):
+        raise LossOptionError(f"a backend is named by a string ({', '.join(BACKENDS)}), not {name!r}")
     key = _ALIASES.get(name, name)
     if key not in BACKENDS:
         raise LossOptionError(f"unknown backend '{name}'{did_you_mean(name, BACKENDS)}; "
@@ -130,6 +133,14 @@ class CompiledLoss:
         return "\n".join(lines)
 
     def spec(self) -> emit.Spec:
+        """The emitter's input: stable forms, native forms and guards, computed once per loss."""
+        cached = self.__dict__.get("_spec")
+        if cached is None:
+            cached = self._make_spec()
+            object.__setattr__(self, "_spec", cached)
+        return cached
+
+    def _make_spec(self) -> emit.Spec:
         d = self.derivation
 
         arrays = frozenset({a.symbol for a in self.definition.arguments} | {s.symbol for s in d.forward.steps}
@@ -162,10 +173,22 @@ class CompiledLoss:
         """Standalone Python source for `backend_name`: 'numpy', 'torch' or 'tensorflow'."""
         return emit.emit(self.spec(), backend(backend_name))
 
-    def build(self, backend_name: str = "numpy") -> types.ModuleType:
-        """The emitted source loaded as a module."""
+    def build(self, backend_name: str = "numpy", **options):
+        """The emitted source loaded as a module; for 'xgboost' or 'lightgbm', a custom objective and
+        metric for that library (`losscomp.boosting.build`, which takes the `options`)."""
+        if not isinstance(backend_name, str):
+            backend(backend_name)                        # raises: a backend is named by a string
+        if backend_name in BOOSTING:                 # a later stage, loaded on first use
+            return importlib.import_module("losscomp.boosting").build(self, backend_name, **options)
         key = _ALIASES.get(backend_name, backend_name)
-        return runtime.load(self.emit(key), f"{self.name}_{key}")
+        if key not in BACKENDS:
+            choices = BACKENDS + BOOSTING
+            raise LossOptionError(f"unknown backend '{backend_name}'{did_you_mean(str(backend_name), choices)}; "
+                                  f"choose one of {', '.join(choices)}")
+        if options:
+            raise LossOptionError(f"build('{backend_name}') takes no options (got {', '.join(sorted(options))})")
+        source = self.emit(backend_name)
+        return runtime.load(source, f"{self.name}_{key}")
 
     # -- linear combinations (losscomp.combine): 0.7 * mse + 0.3 * "underestimation" ----------------
     __array_ufunc__ = None  # a NumPy number on the left defers to the operators below
@@ -217,6 +240,15 @@ def _definitions(source: str, name: str | None,
     if text.isidentifier() and catalog.lookup(text) is not None:
         return [catalog.lookup(text)], False
     module = parse(source)
+    lone = module.bare
+    if lone is not None and isinstance(lone.body, nodes.Name) and not lone.bindings and not lone.wrt:
+        # a lone name is a catalog lookup, never the identity loss
+        found = catalog.lookup(lone.body.id)
+        if found is None:
+            shown = lone.body.id if len(lone.body.id) <= 60 else lone.body.id[:57] + "..."
+            raise LossNameError(f"unknown loss '{shown}'{did_you_mean(lone.body.id, catalog.names())} "
+                                f"(a lone name is a catalog loss: 'losscomp list' shows them)")
+        return [found], False
     bare = module.bare is not None
     return lower_module(module, catalog.lookup, bare_name=name or "custom",
                         parameters=params if bare else None), bare

@@ -10,7 +10,8 @@ a mean, 1 for a sum), reverse mode gives
 where `collect_u` sums a term over the axes on which it is wider than u (the adjoint of
 broadcasting), and r_j is the reduction's own derivative: 1 for a sum, softmax(op_j) = exp(op_j - R_j)
 for a logsumexp. Each step is an elementwise SymPy expression (`sympy.diff`, on the form
-`canonical.lower` gives, so kinks are Piecewise branches and never DiracDelta) or a reduction, so the
+`canonical.lower` gives, so kinks differentiate by the convention and never give a DiracDelta) or a
+reduction, so the
 emitted code computes every reduction once per sample.
 
 Hessian-vector products run forward mode over that gradient program (tangents of every step), which
@@ -96,12 +97,19 @@ def _check(expr: sympy.Expr, what: str) -> sympy.Expr:
     return expr
 
 
-def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    return sympy.piecewise_fold(expr) if expr.has(sympy.Piecewise) else expr
+def _folded(expr: sympy.Expr, limit: int = 60) -> sympy.Expr:
+    """A small expression with its Piecewise parts folded into one (for people: `if e > 0 then -tau
+    else ...`); a large one as it is (folding multiplies branches)."""
+    if not expr.has(sympy.Piecewise) or sympy.count_ops(expr) > limit:
+        return expr
+    folded = sympy.piecewise_fold(expr)
+    return folded if sympy.count_ops(folded) <= sympy.count_ops(expr) + 8 else expr
 
 
 def _diff(expr: sympy.Expr, symbol: sympy.Symbol, what: str) -> sympy.Expr:
-    return _check(_tidy(sympy.diff(canonical.lower(expr), symbol)), what)
+    """d expr / d symbol under the kink convention (`canonical`): kink functions differentiate by their
+    own rules, so the result is as small as expr (Piecewise only where expr has an if, or a step)."""
+    return _check(canonical.raise_kinks(sympy.diff(canonical.lower(expr), symbol)), what)
 
 
 class _Builder:
@@ -137,6 +145,17 @@ class _Builder:
             symbols = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
         return tuple(sorted(symbols, key=lambda s: s.name))
 
+    def value_context(self) -> tuple[sympy.Symbol, ...]:
+        """The arrays whose broadcast shape is the shape of the loss values: every argument when the loss
+        has an elementwise part (one value per element of all the arguments broadcast together, whether
+        or not a term survives simplification), else the per-sample reductions it is made of."""
+        symbols = set(self.context(self.value))
+        reductions = {r.symbol for r in self.reductions}
+        if symbols <= reductions and symbols:
+            return tuple(sorted(symbols, key=lambda s: s.name))
+        arguments = {a.symbol for a in self.definition.arguments if a.symbol in self.arrays}
+        return tuple(sorted(arguments | (symbols & reductions), key=lambda s: s.name))
+
     # -- programs ----------------------------------------------------------------------------------
     def forward_steps(self) -> list[Step]:
         return [Step(r.symbol, r.kind, r.operand, r.axis,
@@ -147,7 +166,7 @@ class _Builder:
         steps = self.forward_steps()
         w = self.fresh("w")
         self.arrays.add(w)  # a scalar, but a framework one: keeps dtypes right
-        steps.append(Step(w, "seed", self.value, context=self.context(self.value)))
+        steps.append(Step(w, "seed", self.value, context=self.value_context()))
         adjoints: dict[sympy.Symbol, sympy.Symbol] = {}
         smooth = [r for r in self.reductions if r.kind not in CONSTANT_REDUCTIONS]
 
@@ -155,7 +174,7 @@ class _Builder:
             out = []
             d = _diff(self.value, u, f"derivative by {u}")
             if d != 0:
-                out.append((w * d, self.context(self.value)))
+                out.append((w * d, self.value_context()))
             for r in later:
                 if r.symbol not in adjoints:
                     continue
@@ -325,7 +344,7 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
         first = [_diff(value, t, f"derivative by {t}") for t in targets]
         second = [[_diff(first[i], t, f"second derivative by {targets[i]}, {t}") for t in targets]
                   for i in range(len(targets))]
-        gradient = tuple(first) if not definition.reductions else gradient
+        gradient = tuple(_folded(g) for g in first) if not definition.reductions else gradient
         hessian = tuple(tuple(row) for row in second)
         diagonal = hessian
     else:
@@ -346,4 +365,4 @@ def derive(definition: Definition, value: sympy.Expr, targets: tuple[sympy.Symbo
         hessian = tuple(rows)
     return Derivation(value, tuple(targets), gradient, hessian, definition.reductions, forward, backward,
                       tangent, tuple(vs), diagonal, frozenset(s.name for s in builder.arrays),
-                      tuple(s.name for s in builder.context(value)))
+                      tuple(s.name for s in builder.value_context()))

@@ -60,12 +60,46 @@ def plain(expr: sympy.Basic) -> str:
 
 def with_names(expr: sympy.Basic, bindings: Iterable[tuple[str, sympy.Expr]],
                symbol=lambda name: sympy.Symbol(name, real=True)) -> sympy.Basic:
-    """Write the `where` names back into an expression: y - y_pred -> e (latest binding first)."""
+    """Write the `where` names back into an expression: y - y_pred -> e, and 2 + y - y_pred -> e + 2.
+
+    One pass from the top: a subexpression equal to a binding's value (the latest binding first) becomes
+    its name, and so does a part of a sum equal to a binding that is a sum. Linear in the size of the
+    expression (shared subexpressions are rewritten once), however many bindings there are."""
+    exact: dict = {}
+    sums: list = []
     for name, value in reversed(list(bindings)):
         if value.is_Atom:
             continue  # a number or a lone symbol: substituting it would rename unrelated parts
-        expr = expr.subs(value, symbol(name))
-    return expr
+        named = symbol(name)
+        exact.setdefault(value, named)
+        if isinstance(value, sympy.Add):
+            sums.append((set(value.args), named))
+    if not exact:
+        return expr
+    memo: dict = {}
+
+    def rewrite(node):
+        if node in memo:
+            return memo[node]
+        if node in exact:
+            result = exact[node]
+        elif not node.args or isinstance(node, sympy.Symbol):
+            result = node
+        elif isinstance(node, sympy.Add):
+            rest = list(node.args)
+            found = []
+            for terms, named in sums:
+                if len(terms) < len(rest) and terms.issubset(rest):
+                    rest = [t for t in rest if t not in terms]
+                    found.append(named)
+            result = sympy.Add(*found, *(rewrite(t) for t in rest))
+        else:
+            args = [rewrite(a) for a in node.args]
+            result = node.func(*args) if any(a is not b for a, b in zip(args, node.args)) else node
+        memo[node] = result
+        return result
+
+    return rewrite(expr)
 
 
 def latex(expr: sympy.Basic) -> str:

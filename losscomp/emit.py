@@ -177,22 +177,22 @@ class _Body:
         reference = next((s for s in kinds if s.name == spec.targets[0]), reference)
         self.sched = Scheduler(kinds, temp=lambda: next(temps), inplace=inplace, reference=reference,
                                axpy=inplace and writer.backend.printer.AXPY is not None)
+        definitions = dict(available)
+        position = {symbol: index for index, (symbol, _) in enumerate(available)}
         done: set[sympy.Symbol] = set()
 
         def need(expr):
-            """Emit, in order, the bindings and shared subexpressions `expr` uses."""
-            wanted = set(expr.free_symbols)
-            grew = True
-            while grew:
-                grew = False
-                for symbol, value in available:
-                    if symbol in wanted and not (value.free_symbols <= wanted):
-                        wanted |= value.free_symbols
-                        grew = True
-            for symbol, value in available:
-                if symbol in wanted and symbol not in done:
-                    done.add(symbol)
-                    self.sched.assign(symbol, value)
+            """Emit, in order, the bindings and shared subexpressions `expr` uses (a depth-first walk)."""
+            wanted, stack = set(), [s for s in expr.free_symbols if s in definitions]
+            while stack:
+                symbol = stack.pop()
+                if symbol in wanted or symbol in done:
+                    continue
+                wanted.add(symbol)
+                stack.extend(s for s in definitions[symbol].free_symbols if s in definitions)
+            for symbol in sorted(wanted, key=position.__getitem__):
+                done.add(symbol)
+                self.sched.assign(symbol, definitions[symbol])
 
         for step, expr in zip(steps, reduced[:len(steps)]):
             need(expr)

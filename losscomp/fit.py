@@ -61,18 +61,22 @@ subgradient, zero exactly at the optimum). Close to the optimum the decrease a s
 below the rounding of F; within that margin (16 machine epsilons times |F|) a step is taken only if
 it reduces the gradient norm, so that the last, quadratically convergent Newton steps still go
 through while a gradient step that is too long is still caught.
+
+Dask arrays (X chunked by rows, y and the inputs alike) go to `losscomp.fit_dask`: the same iteration,
+with the sums over samples computed chunk by chunk on the workers of a Dask cluster.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import numbers
 import sys
 import time
 import types
 from dataclasses import dataclass
-from typing import Any, Mapping, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
 import numpy as np
 import sympy
@@ -481,7 +485,12 @@ def _curvature_counts(objective: _Objective, w: np.ndarray) -> tuple[int, int, i
     """(non-finite, negative, zero, total, unit, curvature) for the error messages: how many samples
     (or, for an elementwise loss with k outputs, sample-output values) have a non-finite, a negative
     or a zero curvature; what they are called; and what their curvature is called."""
-    h = objective.curvature(w)
+    counts = getattr(objective, "curvature_counts", None)       # data on a cluster: counted there
+    return counts(w) if counts is not None else curvature_census(objective.curvature(w))
+
+
+def curvature_census(h: np.ndarray) -> tuple[int, int, int, int, str, str]:
+    """_curvature_counts of the curvature array h: (n,), (n, k) or blocks (n, k, k)."""
     finite = np.isfinite(h)
     if h.ndim == 3:                                           # per-sample blocks H_i
         bad = ~np.all(finite, axis=(1, 2))
@@ -651,17 +660,20 @@ def _integer(value: Any) -> bool:
 
 
 def _outputs(prepared: _Prepared, name: str, first: str | None, given: dict[str, Any], n: int,
-             classes: int | None, w0: Any) -> tuple[int | None, str]:
+             classes: int | None, w0: Any, largest: Callable[[], float] | None = None) -> tuple[int | None, str]:
     """The number of outputs k of the model (None for one output, w of shape (d,)), and how it was
-    found. `first` is the loss's first argument besides the target (the labels), `given` its inputs."""
+    found. `first` is the loss's first argument besides the target (the labels), `given` its inputs;
+    `largest`, if given, computes the largest label (for labels that are not in memory)."""
     if classes is not None:
         if not (_integer(classes) and classes >= 1):
             raise LossOptionError(f"classes must be an integer >= 1, not {classes!r}")
         return int(classes), "classes="
     kind = prepared.kind
-    labels = None if first is None else np.asarray(given[first])
+    labels = None if first is None else given[first] if largest is not None else np.asarray(given[first])
     domain = None if first is None else prepared.domain(first)
     if kind == "per_sample" and domain == "index":
+        if largest is not None:
+            return int(largest()) + 1, f"the largest label of {first} plus one"
         values = _array(labels, first)
         if values.size == 0:
             raise LossOptionError(f"{first} holds no labels; pass classes= for the number of classes")
@@ -767,10 +779,44 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                 hint=f"Use a smooth loss instead: {_ALTERNATIVES.get(name, _GENERIC_ALTERNATIVE)}; "
                      f"or fit '{name}' itself with method='gd'.")
 
+    if _is_dask(X, y, inputs):                        # losscomp.fit_dask, a later stage, loaded on first use
+        return importlib.import_module("losscomp.fit_dask").fit(
+            prepared, name, X, y, method=method, params=params, inputs=inputs, l1=l1, l2=l2, w0=w0, tol=tol,
+            max_iter=max_iter, step_size=step_size, classes=classes, reference_class=reference_class,
+            progress=progress)
+
     X = _array(X, "X")
     if X.ndim != 2:
         raise LossOptionError(f"X must be a 2-D array (n samples, d features), not of shape {X.shape}")
     n, d = X.shape
+    mod = prepared.module
+    target = mod.TARGETS[0]
+    others = [a for a in mod.ARGUMENTS if a != target]
+    given = _given(prepared, name, y, inputs)
+
+    k, source = _outputs(prepared, name, others[0] if others else None, given, n, classes, w0)
+    data: dict[str, np.ndarray] = {}
+    for key in others:
+        value = _conform(prepared, key, _array(given[key], key), key == others[0], n, k, source)
+        if k is not None and prepared.domain(key) == "index":
+            value = _labels(value, key, k)
+        data[key] = value
+
+    values = _parameters(mod, name, params)
+
+    def objective_for(reference: int | None) -> _Objective:
+        return _Objective(prepared, X, data, values, l1, l2, k, reference)
+
+    def invariant(W: np.ndarray) -> bool:
+        arguments = [X @ W if a == target else data[a] for a in mod.ARGUMENTS]
+        return shift_invariant(mod, arguments, mod.ARGUMENTS.index(target), values)
+
+    return _solve(prepared, name, method, objective_for, invariant, d, k, source, l2, w0, tol, max_iter,
+                  step_size, reference_class, progress)
+
+
+def _given(prepared: _Prepared, name: str, y: Any, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The loss's arguments besides the target, by name: y is the first, `inputs` the others."""
     mod = prepared.module
     target = mod.TARGETS[0]
     others = [a for a in mod.ARGUMENTS if a != target]
@@ -790,33 +836,37 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                                   f"{', '.join(mod.ARGUMENTS)}; the target {target} is X @ w)")
     elif y is not None:
         raise LossOptionError(f"'{name}' has no argument besides its target {target}; pass y=None")
+    return given
 
-    k, source = _outputs(prepared, name, others[0] if others else None, given, n, classes, w0)
-    data: dict[str, np.ndarray] = {}
-    for key in others:
-        value = _array(given[key], key)
-        if k is None:
-            if value.ndim == 2 and value.shape[1] == 1:
-                value = value[:, 0]
-            if value.shape not in ((), (n,)):
-                raise LossOptionError(f"{key} must have shape ({n},) to match X, not {value.shape}")
-        elif prepared.domain(key) == "index":
-            if value.ndim == 2 and value.shape[1] == 1:
-                value = value[:, 0]
-            if value.shape not in ((), (n,)):
-                raise LossOptionError(f"{key} holds class indices, shape ({n},), not {value.shape}")
-            value = _labels(value, key, k)
-        else:
-            if key == others[0] and value.shape != (n, k):
-                raise LossOptionError(f"{key} must have shape ({n}, {k}) for a model with {k} outputs "
-                                      f"(k from {source}), not {value.shape}")
-            if value.ndim == 1 and value.shape == (n,):
-                value = value[:, None]                  # one value per sample, for every output
-            if value.shape not in ((), (n, 1), (n, k)):
-                raise LossOptionError(f"{key} must have shape ({n},), ({n}, 1) or ({n}, {k}) for a model "
-                                      f"with {k} outputs, not {value.shape}")
-        data[key] = value
 
+def _conform(prepared: _Prepared, key: str, value: Any, first: bool, n: int, k: int | None, source: str) -> Any:
+    """An input array (NumPy or Dask) in the shape the objective takes, or a clear error: (n,) or a
+    scalar for one output; for k outputs (n,) class indices, or (n, k) rows for the first input (the
+    labels) and (n, 1), (n, k) or a scalar for the others."""
+    if k is None:
+        if value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.shape not in ((), (n,)):
+            raise LossOptionError(f"{key} must have shape ({n},) to match X, not {value.shape}")
+    elif prepared.domain(key) == "index":
+        if value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.shape not in ((), (n,)):
+            raise LossOptionError(f"{key} holds class indices, shape ({n},), not {value.shape}")
+    else:
+        if first and value.shape != (n, k):
+            raise LossOptionError(f"{key} must have shape ({n}, {k}) for a model with {k} outputs "
+                                  f"(k from {source}), not {value.shape}")
+        if value.ndim == 1 and value.shape == (n,):
+            value = value[:, None]                  # one value per sample, for every output
+        if value.shape not in ((), (n, 1), (n, k)):
+            raise LossOptionError(f"{key} must have shape ({n},), ({n}, 1) or ({n}, {k}) for a model "
+                                  f"with {k} outputs, not {value.shape}")
+    return value
+
+
+def _parameters(mod: types.ModuleType, name: str, params: Mapping[str, float] | None) -> dict[str, float]:
+    """The loss parameters given to fit_linear, checked against the module's."""
     values = dict(params or {})
     known = dict(mod.PARAMETERS)
     for key, value in values.items():
@@ -825,7 +875,16 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                                 f"(its parameters: {', '.join(known) or 'none'})")
         if not _is_real(value) or not math.isfinite(value):
             raise LossOptionError(f"parameter '{key}' must be a finite number, not {value!r}")
+    return values
 
+
+def _solve(prepared: _Prepared, name: str, method: str, objective_for: Callable[[int | None], _Objective],
+           invariant: Callable[[np.ndarray], bool], d: int, k: int | None, source: str, l2: float, w0: Any,
+           tol: float, max_iter: int, step_size: float | None, reference_class: int | None,
+           progress: bool | TextIO) -> FitResult:
+    """The starting point, the reference class, and the iteration, for data in memory or on a cluster:
+    `objective_for(reference)` builds the objective, `invariant(W)` says whether the loss is unchanged
+    by a common shift of the k outputs at the target X @ W."""
     shape = (d,) if k is None else (d, k)
     W = np.zeros(shape) if w0 is None else _array(w0, "w0").copy()
     if W.shape != shape:
@@ -835,10 +894,9 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
     # softmax regression: the Hessian is singular along W -> W + v 1^T unless l2 > 0 or a column is fixed
     reference = None
     if k is not None and prepared.kind == "per_sample":
-        arguments = [X @ W if a == target else data[a] for a in mod.ARGUMENTS]
-        invariant = shift_invariant(mod, arguments, mod.ARGUMENTS.index(target), values)
+        shift_free = invariant(W)
         if reference_class is not None:
-            if not invariant:
+            if not shift_free:
                 raise LossOptionError(
                     f"reference_class applies to a loss that does not change when the same constant is "
                     f"added to all k outputs of a sample (softmax regression); '{name}' changes, so every "
@@ -847,14 +905,14 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
                 raise LossOptionError(f"reference_class={reference_class} is not one of the {k} classes "
                                       f"(0 to {k - 1})")
             reference = int(reference_class)
-        elif invariant and l2 == 0:
+        elif shift_free and l2 == 0:
             reference = 0
     elif reference_class is not None:
         raise LossOptionError(
             f"reference_class applies to softmax regression (a per-sample loss invariant to shifting all k "
             f"outputs); '{name}' " + ("has one output" if k is None else "is elementwise in its outputs"))
 
-    objective = _Objective(prepared, X, data, values, l1, l2, k, reference)
+    objective = objective_for(reference)
     theta = objective.free_coefficients(W)
     report = _Progress(progress, f"fit {name} ({method})", tol)
     if method == "newton":
@@ -870,6 +928,18 @@ def fit_linear(loss: CompiledLoss | str, X: Any, y: Any = None, method: str = "n
     report.update(result.n_iter, history[-1], final=True)
     report.close(result)
     return result
+
+
+def _is_dask(*values: Any) -> bool:
+    """True when any value (or any value of a mapping among them) is a Dask collection."""
+    dask = sys.modules.get("dask")
+    if dask is None:                      # never imported: nothing here can be a Dask array
+        return False
+    for value in values:
+        items = value.values() if isinstance(value, Mapping) else (value,)
+        if any(dask.is_dask_collection(item) for item in items):
+            return True
+    return False
 
 
 def _display_hessian(compiled: CompiledLoss) -> str:

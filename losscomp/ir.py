@@ -18,7 +18,8 @@ from typing import Callable, Mapping, Optional
 import sympy
 from sympy.logic.boolalg import Boolean
 
-from .errors import LossDefinitionError, LossNameError, Span, did_you_mean
+from . import limits
+from .errors import LossDefinitionError, LossLimitError, LossNameError, Span, did_you_mean
 from .functions import onehot
 from .naming import internal
 from .syntax import nodes
@@ -125,9 +126,20 @@ class _Scope:
         self.pending = dict(pending or {})  # bindings not yet defined: name -> where it is bound
         self.free_names = free_names        # a bare expression collects its free names here
         self.reductions: list[Reduction] = []
+        self.arrays: set[sympy.Symbol] = set()  # the argument symbols (arrays); parameters are scalars
 
-    def reduce(self, kind: str, operand: sympy.Expr, axis: str, node) -> sympy.Symbol:
-        """The symbol of `kind(operand)` over `axis`, made once however often it is written."""
+    def reduce(self, kind: str, operand: sympy.Expr, axis: str, node) -> sympy.Expr:
+        """The symbol of `kind(operand)` over `axis`, made once however often it is written. The reduction
+        of a constant (or of parameters only) is that value and the count of elements it spans:
+        sum(c) = c n, max(c) = c, and the shifted logsumexp of 0 is log(n)."""
+        if not (operand.free_symbols & (self.arrays | {r.symbol for r in self.reductions})) \
+                and not operand.has(onehot) and kind != "count":
+            if kind == "max":
+                return operand
+            count = self.reduce("count", sympy.S.One, axis, node)
+            if kind == "sum":
+                return operand * count
+            return operand + sympy.log(count)  # logsumexp: n copies of the operand
         for r in self.reductions:
             if (r.kind, r.operand, r.axis) == (kind, operand, axis):
                 return r.symbol
@@ -152,6 +164,7 @@ class _Scope:
             self.free_names.append(name.id)
             symbol = argument_symbol(name.id)
             self.values[name.id] = symbol
+            self.arrays.add(symbol)
             return symbol
         hint = did_you_mean(name.id, list(self.values) + list(CONSTANTS))
         raise LossNameError(f"unknown name '{name.id}'{hint}", name.span, self.source)
@@ -341,6 +354,8 @@ def _lower_reduction(call: nodes.Call, scope: _Scope) -> sympy.Expr:
     if others:
         raise LossNameError(f"'{name}' takes no keyword '{others[0].name.id}' (only axis=...)",
                             others[0].name.span, scope.source)
+    if len(axis_keywords) > 1:
+        raise LossDefinitionError(f"'{name}' is given axis= twice", axis_keywords[1].span, scope.source)
     if name == "onehot" and axis_keywords:
         raise LossDefinitionError("onehot(y) expands along the scores' last axis; it takes no axis",
                                   axis_keywords[0].span, scope.source)
@@ -401,6 +416,11 @@ def _inline(callee: Definition, call: nodes.Call, scope: _Scope) -> sympy.Expr:
         names = ", ".join(a.name for a in callee.arguments)
         raise LossDefinitionError(f"'{callee.name}' takes {len(callee.arguments)} arguments ({names}), "
                                   f"got {len(args)}", call.span, scope.source)
+    nesting = limits.depth(callee.body) + max((limits.depth(a) for a in args), default=0)
+    if nesting > limits.MAX_EXPRESSION_DEPTH:
+        raise LossLimitError(f"calling '{callee.name}' here makes the loss about {nesting} levels deep (calls "
+                             f"inside calls multiply); the limit is {limits.MAX_EXPRESSION_DEPTH} "
+                             f"(losscomp.limits.MAX_EXPRESSION_DEPTH)", call.span, scope.source)
     replacement = {a.symbol: value for a, value in zip(callee.arguments, args)}
     parameters = {p.name: p for p in callee.parameters}
     for key, (keyword, _) in keywords.items():
@@ -564,6 +584,7 @@ def lower_definition(node: nodes.Definition, resolve: Resolver, source: str) -> 
     values = {a.name: a.symbol for a in arguments} | {p.name: p.symbol for p in parameters}
     pending = {b.name.id: b.name.span for b in node.bindings}
     scope = _Scope(values, resolve, source, pending)
+    scope.arrays = {a.symbol for a in arguments}
     bindings = _bindings(node.bindings, scope)
     body = _numeric(_lower(node.body, scope), node.body, scope)
     wrt = _check_wrt(node.wrt, arguments, source)

@@ -9,11 +9,12 @@ import time
 
 MAX_LITERAL_CHARS = 400          # characters of one number literal
 MAX_DEPTH = 100                  # nesting of the source (parentheses, calls, if/then/else, powers)
-MAX_CALL_DEPTH = 32              # definitions calling definitions calling ...
 MAX_NODES = 20_000               # distinct subexpressions of a loss or of a derivative (after inlining)
+MAX_EXPRESSION_DEPTH = 200       # nesting of a loss after its calls and bindings are inlined
 DERIVATION_SECONDS = 60.0        # wall-clock budget of one compile (parse, derive, rewrite)
 
-_NAMES = ("MAX_LITERAL_CHARS", "MAX_DEPTH", "MAX_CALL_DEPTH", "MAX_NODES", "DERIVATION_SECONDS")
+_NAMES = ("MAX_LITERAL_CHARS", "MAX_DEPTH", "MAX_NODES", "MAX_EXPRESSION_DEPTH",
+          "DERIVATION_SECONDS")
 
 
 def describe() -> list[tuple[str, object]]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import linecache
 import sys
+import threading
 import types
+
+_LOADING = threading.Lock()  # CPython 3.11 compiles ASTs with a per-interpreter recursion counter
 
 
 def load(source: str, name: str) -> types.ModuleType:
@@ -18,6 +21,7 @@ def load(source: str, name: str) -> types.ModuleType:
     module = types.ModuleType(f"losscomp_generated_{name}_{digest}")
     module.__file__ = filename
     sys.modules[module.__name__] = module
-    code = compile(source, filename, "exec")
-    exec(code, module.__dict__)  # safe: runs only code that losscomp.emit generated, never user text
+    with _LOADING:
+        code = compile(source, filename, "exec")
+        exec(code, module.__dict__)  # safe: runs only code that losscomp.emit generated, never user text
     return module

@@ -10,6 +10,8 @@ an equal form that does not. Every rule is an identity (tests check each at high
     1 - sigmoid(z)        -> sigmoid(-z)       (no cancellation when sigmoid(z) is near 1)
     1 - 2 sigmoid(z)      -> -tanh(z / 2)      (and 2 sigmoid(z) - 1 -> tanh(z / 2): no cancellation near 0)
     x * log(x)            -> xlogy(x, x)       (0 at x = 0, for an x whose domain includes 0)
+    x * log(x / q)        -> xlogy(x, x / q)   (the same, for a KL term p log(p/q))
+    log(cosh(x))          -> log1p(2 sinh(x/2)^2) for |x| < 1, |x| + softplus(-2|x|) - log 2 beyond
 
 Two more passes work on whole definitions and on printed branches:
 
@@ -37,14 +39,21 @@ from .naming import internal
 
 @dataclass(frozen=True)
 class Rule:
-    """A named identity, applied everywhere it matches."""
+    """A named identity, applied everywhere it matches; `needs`: functions the expression must contain for
+    the rule to have anything to match (checked first: SymPy's pattern matching is slow)."""
 
     name: str
     apply: Callable[[sympy.Expr], sympy.Expr]
+    needs: tuple = ()
+
+    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
+        if self.needs and not expr.has(*self.needs):
+            return expr
+        return self.apply(expr)
 
 
-def _pattern(name: str, query, value) -> Rule:
-    return Rule(name, lambda expr: expr.replace(query, value))
+def _pattern(name: str, query, value, needs: tuple = ()) -> Rule:
+    return Rule(name, lambda expr: expr.replace(query, value), needs)
 
 
 _z = Wild("z")
@@ -124,17 +133,48 @@ def _xlogx(expr):
     return sympy.Add(*terms)
 
 
+def _log_cosh(x):
+    """log(cosh(x)) without overflow (cosh(400) is inf in float32) or cancellation near 0: the catalog's
+    log_cosh, log1p(2 sinh(x/2)^2) for |x| < 1, |x| + softplus(-2|x|) - log 2 beyond."""
+    a = sympy.Abs(x)
+    return sympy.Piecewise((log1p(2 * sympy.sinh(x / 2) ** 2), a < 1), (a + softplus(-2 * a) - log(2), True))
+
+
+def _is_x_log_ratio(expr) -> bool:
+    """x * log(x * r) with x possibly 0 (a probability, a count): 0 log 0 is 0, not NaN."""
+    if not isinstance(expr, sympy.Mul):
+        return False
+    for u in expr.args:
+        if _may_be_zero(u):
+            for f in expr.args:
+                if isinstance(f, log) and isinstance(f.args[0], sympy.Mul) and u in f.args[0].args:
+                    return True
+    return False
+
+
+def _x_log_ratio(expr):
+    for u in expr.args:
+        if _may_be_zero(u):
+            for f in expr.args:
+                if isinstance(f, log) and isinstance(f.args[0], sympy.Mul) and u in f.args[0].args:
+                    rest = [g for g in expr.args if g is not u and g is not f]
+                    return sympy.Mul(xlogy(u, f.args[0]), *rest)
+    return expr  # pragma: no cover - only called where _is_x_log_ratio matched
+
+
 RULES: tuple[Rule, ...] = (
-    _pattern("sigmoid-from-exp", 1 / (1 + exp(-_z)), sigmoid(_z)),
-    _pattern("softplus-from-log", log(1 + exp(_z)), softplus(_z)),
-    _pattern("softplus-from-log1p", log1p(exp(_z)), softplus(_z)),
+    _pattern("log-cosh", log(sympy.cosh(_z)), lambda z: _log_cosh(z), (sympy.cosh,)),
+    Rule("x-log-ratio", lambda expr: expr.replace(_is_x_log_ratio, _x_log_ratio), (log,)),
+    _pattern("sigmoid-from-exp", 1 / (1 + exp(-_z)), sigmoid(_z), (exp,)),
+    _pattern("softplus-from-log", log(1 + exp(_z)), softplus(_z), (exp,)),
+    _pattern("softplus-from-log1p", log1p(exp(_z)), softplus(_z), (log1p,)),
     Rule("one-minus-two-sigmoid", lambda expr: expr.replace(
-        lambda e: _one_minus_two_sigmoid_term(e) is not None, _one_minus_two_sigmoid)),
-    Rule("one-minus-sigmoid", lambda expr: expr.replace(_is_one_minus_sigmoid, _one_minus_sigmoid)),
-    _pattern("log-sigmoid", log(sigmoid(_z)), -softplus(-_z)),
-    Rule("log1p", lambda expr: expr.replace(_is_log_one_plus, _log1p)),
-    Rule("expm1", lambda expr: expr.replace(_has_exp_minus_one, _expm1)),
-    Rule("xlogx", lambda expr: expr.replace(_has_xlogx, _xlogx)),
+        lambda e: _one_minus_two_sigmoid_term(e) is not None, _one_minus_two_sigmoid), (sigmoid,)),
+    Rule("one-minus-sigmoid", lambda expr: expr.replace(_is_one_minus_sigmoid, _one_minus_sigmoid), (sigmoid,)),
+    _pattern("log-sigmoid", log(sigmoid(_z)), -softplus(-_z), (sigmoid,)),
+    Rule("log1p", lambda expr: expr.replace(_is_log_one_plus, _log1p), (log,)),
+    Rule("expm1", lambda expr: expr.replace(_has_exp_minus_one, _expm1), (exp,)),
+    Rule("xlogx", lambda expr: expr.replace(_has_xlogx, _xlogx), (log,)),
 )
 
 
@@ -143,7 +183,7 @@ def stabilize(expr: sympy.Expr, rules: tuple[Rule, ...] = RULES) -> sympy.Expr:
     for _ in range(4):
         before = expr
         for rule in rules:
-            expr = rule.apply(expr)
+            expr = rule(expr)
         if expr == before:
             break
     return expr

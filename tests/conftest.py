@@ -111,11 +111,15 @@ def audit_emitted_modules():
 
     from emitted_audit import audit
 
+    import threading
+
     load = runtime.load
+    lock = threading.Lock()  # ast.parse is not safe in several threads at once on CPython 3.11
 
     def audited_load(source: str, name: str):
-        audit(source)
-        AUDITED.append(name)
+        with lock:
+            audit(source)
+            AUDITED.append(name)
         return load(source, name)
 
     runtime.load = audited_load

@@ -32,7 +32,8 @@ RUNS = {
     "check_seed_implementations.py": (["--points", "1000"], [], r"14 of 14 verdicts as derived"),
     "demo.py": ([], [], r"all agree"),
 }
-ELSEWHERE = {"newton_vs_gd.py": "tests/test_fit.py::test_example_runs"}
+ELSEWHERE = {"newton_vs_gd.py": "tests/test_fit.py::test_example_runs",
+             "gbdt_quantile.py": "tests/test_boosting.py"}
 
 
 def test_every_script_is_run_here_or_elsewhere():

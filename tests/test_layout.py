@@ -21,8 +21,8 @@ RANKS = {
     "backends": 7,
     "emit": 8, "runtime": 8, "combine": 8,
     "compiler": 9,
-    "plot": 10, "fit": 10, "verify": 10,
-    "testing": 11,
+    "plot": 10, "fit": 10, "verify": 10, "boosting": 10,
+    "testing": 11, "fit_dask": 11,
     "cli": 12,
     "__init__": 13, "__main__": 13,
 }

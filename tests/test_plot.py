@@ -49,6 +49,6 @@ def test_cli_plot(tmp_path):
                              "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:4] == b"\x89PNG"
-    refused = subprocess.run([sys.executable, "-m", "losscomp", "plot", "softmax_ce", "-o", str(out)],
+    refused = subprocess.run([sys.executable, "-m", "losscomp", "plot", "softmax_ce", "-o", str(tmp_path / "ce.png")],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "elementwise" in refused.stderr and "Traceback" not in refused.stderr

@@ -143,7 +143,7 @@ class ArrayPrinterMixin:
             return f"{'max' if key == 'maximum' else 'min'}({', '.join(self._print(a) for a in args)})"
         text = self._print(args[0])
         for arg in args[1:]:
-            text = self.fill(self.CALLS[key], text, self._print(arg))
+            text = self.call(key, (text, arg), None)  # the statement printer knows tensor-or-number rules
         return text
 
     def _print_Max(self, expr):
@@ -278,8 +278,9 @@ class ArrayPrinterMixin:
         return isinstance(arg, sympy.Basic) and self._kind(arg).what == ARRAY
 
     def is_tensor_operand(self, arg) -> bool:
-        """An operand that is already a framework array (an array, or a 0-d tensor parameter)."""
-        return isinstance(arg, sympy.Basic) and self._is_tensor(arg)
+        """An operand that is already a framework array (an array, or a 0-d tensor parameter); printed text
+        passed along (an inline fold) was printed from tensors."""
+        return isinstance(arg, str) or (isinstance(arg, sympy.Basic) and self._is_tensor(arg))
 
     def _kind(self, arg) -> Kind:
         if isinstance(arg, sympy.Symbol) and arg in self.kinds:

@@ -89,15 +89,22 @@ def _custom_gradient(spec, ns, tf, loss, grad) -> str:
     args = ", ".join(spec.arguments)
     targets = ", ".join(spec.targets)
     kw = "".join(f", {n}={n}" for n, _ in spec.parameters)
-    scaled = f"({upstream} * {grads},)" if len(spec.targets) == 1 else \
-        f"tuple({upstream} * {g} for {g} in {grads})"
+    # the vector-Jacobian product: for reduction='none' grad() with upstream as the weights of the
+    # loss values; for a scalar loss, upstream times grad()
+    vjp = spec.reduction == "none"
+    weights = f", sample_weight={upstream}" if vjp else ""
+    if vjp:
+        scaled = f"({grads},)" if len(spec.targets) == 1 else f"tuple({grads})"
+    else:
+        scaled = f"({upstream} * {grads},)" if len(spec.targets) == 1 else \
+            f"tuple({upstream} * {g} for {g} in {grads})"
     return f'''def loss_with_gradient({args}{spec.keyword_params}):
     """loss() whose gradient (by the targets {targets}) is the symbolic grad(), via tf.custom_gradient."""
 
     @{tf}.custom_gradient
     def {inner}({targets}):
         def {backward}({upstream}):
-            {grads} = {grad}({args}{kw})
+            {grads} = {grad}({args}{kw}{weights})
             return {scaled}
         return {loss}({args}{kw}), {backward}
 

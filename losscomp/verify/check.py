@@ -156,13 +156,15 @@ def check(fn: Callable, against, kind: str = "loss", framework: str | None = Non
     kind: 'loss', 'grad' or 'hessian'. framework: detected from `fn` when None. wrt: the target(s)
     of the formula (default: its own). params: the formula's parameters (also passed to `fn` by name
     when it has parameters of the same names). reduction: what a scalar loss (and the gradient) is
-    expected to be of: 'mean' (default) or 'sum'. points: about how many elements to sample.
+    expected to be of: 'mean' (default) or 'sum'. points: about how many elements to sample, at most
+    `sampling.MAX_CHECK_POINTS` (10^6).
     arguments: formula argument (or parameter) -> fn's parameter name, e.g. {"y_pred": "input",
     "y": "target"}. Without it, arguments go by equal names, then by the frameworks' names (the
     formula's prediction to `input` / `y_pred` / `logits`..., its truth to `target` / `y_true` /
     `labels`...), then by position: PyTorch's order (prediction, target) for an nn.Module, Keras'
     (y_true, y_pred) for a Keras Loss, else the formula's.
     """
+    points, seed = sampling.sample_options(points, seed, sampling.MAX_CHECK_POINTS, "check")
     if kind not in KINDS:
         raise CheckInputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if reduction not in ("mean", "sum", "none"):

@@ -120,7 +120,9 @@ def _available(name: str) -> bool:
 def verify(source, *, backends: Sequence[str] | None = None, name: str | None = None, wrt=None,
            params: Mapping[str, float] | None = None, reduction: str = "mean", points: int = 600,
            seed: int = 0) -> VerifyReport:
-    """Verify the emitted NumPy, PyTorch and TensorFlow code of `source` (text, catalog name, CompiledLoss)."""
+    """Verify the emitted NumPy, PyTorch and TensorFlow code of `source` (text, catalog name, CompiledLoss)
+    on about `points` elements (at most `sampling.MAX_VERIFY_POINTS`, 10^5)."""
+    points, seed = sampling.sample_options(points, seed, sampling.MAX_VERIFY_POINTS, "verify")
     loss = _compiled(source, name=name, wrt=wrt, params=params, reduction=reduction)
     reduction = loss.reduction
     backends = [frameworks.framework_name(b) for b in (backends or frameworks.FRAMEWORKS)]

@@ -18,6 +18,7 @@ All randomness comes from one seeded generator.
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,10 @@ from . import kinks
 
 ORIGINS = ("bulk", "edge", "kink")
 EDGE_LIMIT = 4096
+# the most points `check` and `verify` take (module attributes: raise them for one run). check
+# evaluates in NumPy, about 200 MB at 10^6 points; verify adds 50-digit mpmath, about 1 ms a point.
+MAX_CHECK_POINTS = 1_000_000
+MAX_VERIFY_POINTS = 100_000
 
 EDGES: dict[str, tuple[float, ...]] = {
     "real": (0.0, 1e-8, -1e-8, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 40.0, -40.0, 800.0, -800.0, 1e5, -1e5),
@@ -170,6 +175,18 @@ def _bulk_columns(domains: dict[str, str], n: int, rng: np.random.Generator) -> 
         if domain == "real" and first_real is None:
             first_real = out[name]
     return out
+
+
+def sample_options(points: object, seed: object, limit: int, command: str) -> tuple[int, int]:
+    """`points` and `seed` as given to check or verify: 1 <= points <= `limit`, seed a non-negative integer."""
+    from ..errors import LossOptionError
+
+    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 1 <= points <= limit:
+        raise LossOptionError(f"{command}: points must be an integer from 1 to {limit:,}, not {points!r} (the "
+                              f"limit is losscomp.verify.sampling.MAX_{command.upper()}_POINTS)")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise LossOptionError(f"{command}: seed must be a non-negative integer, not {seed!r}")
+    return int(points), int(seed)
 
 
 def sample(loss, n: int = 20_000, seed: int = 0, *, width: int = 4, edges: bool = True,
