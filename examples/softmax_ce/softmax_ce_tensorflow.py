@@ -416,15 +416,15 @@ def _keras_from_config(cls, config):
     return other.from_config({**config, "formula": formula})
 
 
-@tf.keras.utils.register_keras_serializable(package='losscomp', name='SoftmaxCeLoss_b3d5e5258d')
+@tf.keras.utils.register_keras_serializable(package='losscomp', name='SoftmaxCeLoss_65565d058c')
 class SoftmaxCeLoss(tf.keras.losses.Loss):
     """softmax_ce as a Keras loss for model.compile(loss=...): y_true is y, y_pred is z; one value
     per sample, then Keras' sample_weight, dtype policy and reduction ('sum_over_batch_size' by
-    default). Saved configs load only with this formula (b3d5e5258d)."""
+    default). Saved configs load only with this formula (65565d058c)."""
 
     Y_TRUE = ('y',)  # what y_true holds (packed along the last axis when several)
     Y_PRED = ('z',)  # what y_pred holds
-    FORMULA = 'b3d5e5258d'  # hash of the source, parameters and targets
+    FORMULA = '65565d058c'  # hash of the formula: its values, parameters and targets
     REGISTERED = 'losscomp>SoftmaxCeLoss'
     REGENERATE = "losscomp compile 'softmax_ce(y: simplex, z) = -sum(y * log_softmax(z))' --name softmax_ce --backend tensorflow -o softmax_ce_tensorflow.py"
 
