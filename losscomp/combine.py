@@ -28,15 +28,14 @@ or text operand first) call `add` and `scale`, and the result is built as the op
 
 from __future__ import annotations
 
+import keyword
 import math
 import numbers
+import weakref
 from fractions import Fraction
 from typing import Any, Iterable, Sequence
 
 import sympy
-
-import keyword
-import weakref
 
 from .derive import derive
 from .errors import LossDefinitionError, LossError, LossOptionError
