@@ -74,6 +74,10 @@ def test_a_learnable_parameter_gets_its_gradient(rng):
     torch.where(e <= reference, 0.5 * e ** 2, reference * (e - 0.5 * reference)).mean().backward()
     assert delta.grad is not None
     _close(delta.grad, reference.grad)
+    # the autograd.Function itself, in the definition's order: (reduction, y, y_pred, delta)
+    direct = delta.detach().clone().requires_grad_()
+    mod.HuberLossFunction.apply("mean", t.detach(), x.detach(), direct).backward()
+    _close(direct.grad, reference.grad)
 
 
 def test_an_nn_parameter_is_registered_and_learned(rng):
