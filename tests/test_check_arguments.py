@@ -157,3 +157,14 @@ def test_check_command_takes_the_mapping(tmp_path, capsys):
     assert "FORMULA_ARGUMENT=PARAMETER" in capsys.readouterr().err
     assert main([*base, "--arguments", "y_pred=zz"]) == 2
     assert "has no parameter 'zz'" in capsys.readouterr().err
+
+
+def test_the_generated_framework_objects_check_as_their_formula():
+    """The generated nn.Module (input, target) and Keras loss (y_true, y_pred) need no mapping."""
+    report = losscomp.check(losscomp.compile("pinball").build("torch").PinballLoss(tau=0.9), "pinball",
+                            params=TAU, points=POINTS)
+    assert report.verdict in ("agrees", "agrees_except_kinks"), str(report)
+    pytest.importorskip("tensorflow")
+    keras_loss = losscomp.compile("pinball").build("tensorflow").PinballLoss(tau=0.9, dtype="float64")
+    report = losscomp.check(keras_loss, "pinball", params=TAU, points=POINTS)
+    assert report.verdict in ("agrees", "agrees_except_kinks"), str(report)
