@@ -17,16 +17,18 @@ not change when a constant is added to every logit.
 
 For each, three runs from w = 0: damped Newton, gradient descent with backtracking, and gradient
 descent at the seed's fixed learning rate 0.01. It prints a table and saves the suboptimality
-F(w_k) - F* against the iteration as examples/out/newton_vs_gd.png, with a sixth panel that shows
-the gradient norm of the five Newton runs: the last steps are quadratically convergent.
+F(w_k) - F* against the iteration as newton_vs_gd.png in --output DIR (default: a new temporary
+directory), with a sixth panel that shows the gradient norm of the five Newton runs: the last steps
+are quadratically convergent.
 
     python examples/newton_vs_gd.py            # n = 10000, d = 20, 1000 gradient steps
-    python examples/newton_vs_gd.py --quick    # n = 2000, d = 10, fewer iterations
+    python examples/newton_vs_gd.py --fast     # n = 2000, d = 10, fewer iterations (also --quick)
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,10 +82,12 @@ def run(loss, params, X, y, method, **options):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller problem and fewer iterations")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG (default: examples/out)")
+    parser.add_argument("--quick", "--fast", dest="quick", action="store_true",
+                        help="a smaller problem and fewer iterations")
+    parser.add_argument("--output", "--out", dest="out", type=Path,
+                        help="directory for the PNG (default: a new temporary one)")
     args = parser.parse_args(argv)
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="losscomp-newton-"))
     n, d, gd_iter = (2_000, 10, 300) if args.quick else (10_000, 20, 1_000)
 
     import matplotlib

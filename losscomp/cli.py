@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="which definition of the source (default: the last)")
     p.add_argument("--wrt", nargs="+", metavar="ARG", help="the formula's target(s)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of the formula (repeatable)")
+    p.add_argument("--arguments", metavar="ARG=PARAM,...",
+                   help="which parameter of the function takes each formula argument, e.g. y_pred=input,y=target "
+                        "(default: equal names, then the frameworks' names, then by position)")
     p.add_argument("--reduction", choices=("mean", "sum"), default="mean",
                    help="what a scalar loss and the gradient are of (default: mean)")
     p.add_argument("--points", type=int, default=20_000,

@@ -190,6 +190,45 @@ class CompiledLoss:
         source = self.emit(backend_name)
         return runtime.load(source, f"{self.name}_{key}")
 
+    # -- linear combinations (losscomp.combine): 0.7 * mse + 0.3 * "underestimation" ----------------
+    __array_ufunc__ = None  # a NumPy number on the left defers to the operators below
+
+    def _operand(self, other):
+        """A catalog name or loss-language text beside a loss is compiled with the loss's options."""
+        if isinstance(other, str):
+            return compile(other, reduction=self.reduction, rewrites=self.rewrites)
+        return other
+
+    def __add__(self, other):
+        from . import combine
+        return combine.add(self, self._operand(other))
+
+    def __radd__(self, other):
+        from . import combine
+        return combine.add(self._operand(other), self)
+
+    def __sub__(self, other):
+        from . import combine
+        return combine.add(self, self._operand(other), -1)
+
+    def __rsub__(self, other):
+        from . import combine
+        return combine.add(self._operand(other), self, -1)
+
+    def __mul__(self, factor):
+        from . import combine
+        return combine.scale(self, factor)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor):
+        from . import combine
+        return combine.scale(self, divisor, divide=True)
+
+    def __neg__(self):
+        from . import combine
+        return combine.scale(self, -1)
+
 
 def _definitions(source: str, name: str | None,
                  params: Mapping[str, float] | None) -> tuple[list[Definition], bool]:

@@ -74,7 +74,7 @@ def audit(source: str) -> None:
             raise AuditError(f"{type(node).__name__} at line {node.lineno}")
         if isinstance(node, (ast.Import, ast.ImportFrom)) and node not in body and not _in_try(tree, node):
             raise AuditError(f"an import inside a function, line {node.lineno}")
-        if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+        if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES and not _is_local(tree, node, node.id):
             raise AuditError(f"the name {node.id} at line {node.lineno}")
         if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr not in ALLOWED_DUNDERS:
             raise AuditError(f"the attribute {node.attr} at line {node.lineno}")
@@ -101,8 +101,9 @@ def _in_try(tree: ast.Module, target: ast.AST) -> bool:
     return any(isinstance(n, ast.Try) and any(inner is target for inner in ast.walk(n)) for n in tree.body)
 
 
-def _is_local(tree: ast.Module, call: ast.Call, name: str) -> bool:
-    """True when `name` is a parameter or an assigned name of a function enclosing `call`."""
+def _is_local(tree: ast.Module, call: ast.AST, name: str) -> bool:
+    """True when `name` is a parameter or an assigned name of a function enclosing `call` (which then
+    shadows the builtin: nn.Module.forward takes `input`, as PyTorch's losses do)."""
     for function in ast.walk(tree):
         if isinstance(function, (ast.FunctionDef, ast.Lambda)) and any(n is call for n in ast.walk(function)):
             args = function.args

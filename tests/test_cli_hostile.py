@@ -323,6 +323,7 @@ def _python(script: str, cwd: Path) -> subprocess.CompletedProcess:
 
 # the pinball loss at tau = 0.9, written out in torch: the truth the reloaded modules must give
 TRUTH = """
+        # the nn.Module takes (input, target), PyTorch's order: loss(p, y) is pinball(y, p)
         torch.manual_seed(0)
         y, p = torch.randn(64, dtype=torch.float64), torch.randn(64, dtype=torch.float64)
         e = y - p
@@ -366,7 +367,7 @@ def test_saved_module_from_compile_o_loads_by_name(saved):
         loss = torch.load("vendored.pt", weights_only=False)
     """ + TRUTH + """
         assert type(loss).__module__ == "pinball_loss" and loss.tau == 0.9
-        assert torch.allclose(loss(y, p), expected, rtol=1e-13, atol=0)
+        assert torch.allclose(loss(p, y), expected, rtol=1e-13, atol=0)
         print("ok")
     """, saved)
     assert loaded.returncode == 0, loaded.stderr
@@ -389,7 +390,7 @@ def test_state_dict_and_regenerate(saved):
         assert torch.equal(model["net"].weight, reference.weight)
         assert torch.equal(model["net"].bias, reference.bias)
     """ + TRUTH + """
-        assert torch.allclose(model["loss"](y, p), expected, rtol=1e-13, atol=0)
+        assert torch.allclose(model["loss"](p, y), expected, rtol=1e-13, atol=0)
         print("ok")
     """, saved)
     assert loaded.returncode == 0, loaded.stderr
@@ -411,7 +412,7 @@ def test_pickled_built_module_needs_the_same_loss_built_first(saved):
         losscomp.compile("pinball", params={"tau": 0.9}).build("torch")
         loss = torch.load("built.pt", weights_only=False)
     """ + TRUTH + """
-        assert torch.allclose(loss(y, p), expected, rtol=1e-13, atol=0)
+        assert torch.allclose(loss(p, y), expected, rtol=1e-13, atol=0)
         print("ok")
     """, saved)
     assert loaded.returncode == 0, loaded.stderr

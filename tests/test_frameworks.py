@@ -55,7 +55,7 @@ def test_autograd_function_and_module_under_torch_compile():
     y = torch.tensor(rng.normal(size=(64,)))
     p = torch.tensor(rng.normal(size=(64,)), requires_grad=True)
     module = mod.PinballLoss(tau=0.9)
-    step = torch.compile(lambda y, p: module(y, p))
+    step = torch.compile(lambda y, p: module(p, y))  # PyTorch's order: input, target
     step(y, p).backward()
     torch.testing.assert_close(p.grad, mod.grad(y, p.detach(), tau=0.9), rtol=1e-12, atol=1e-15)
 
@@ -64,10 +64,10 @@ def test_module_parameters_change_between_calls():
     mod = losscomp.compile("huber").build("torch")
     module = mod.HuberLoss(delta=1.0)
     y, p = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 0.5])
-    first = module(y, p)
+    first = module(p, y)
     module.delta = 2.0
-    assert float(module(y, p)) != float(first)
-    assert float(module(y, p)) == pytest.approx(float(mod.loss(y, p, delta=2.0)))
+    assert float(module(p, y)) != float(first)
+    assert float(module(p, y)) == pytest.approx(float(mod.loss(y, p, delta=2.0)))
 
 
 tf = pytest.importorskip("tensorflow")

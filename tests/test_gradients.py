@@ -341,7 +341,8 @@ def test_framework_wrappers_backpropagate_grad(name, backend, build, fw, rng):
         torch = fw.lib
         module = _module_class(mod, torch.nn.Module)(**case.params)
         target = tensors[case.target].clone().requires_grad_(True)
-        value = module(*with_target(case, tensors, target))
+        by_name = dict(zip(case.names, with_target(case, tensors, target)))
+        value = module(*(by_name[a] for a in module.ORDER))  # forward takes PyTorch's order
         value.backward()
         got_value, got_grad = value.detach().numpy(), target.grad.numpy()
     elif backend == "jax":
@@ -626,7 +627,7 @@ def test_torch_pinball_acceptance(build, rng):
     assert_close(mod.grad(y, y_pred, tau=tau).numpy(), expected, what="pinball grad vs torch autograd")
 
     module_input = y_pred.clone().requires_grad_(True)
-    value = mod.PinballLoss(tau=tau)(y, module_input)
+    value = mod.PinballLoss(tau=tau)(module_input, y)  # PyTorch's order: input, target
     value.backward()
     assert_close(value.detach().numpy(), reference.detach().numpy(), rtol=1e-12, what="PinballLoss value")
     assert_close(module_input.grad.numpy(), expected, what="PinballLoss backward vs torch autograd")

@@ -19,7 +19,7 @@ RANKS = {
     "derive": 5,
     "stabilize": 6, "display": 6, "schedule": 6, "native": 6,
     "backends": 7,
-    "emit": 8, "runtime": 8,
+    "emit": 8, "runtime": 8, "combine": 8,
     "compiler": 9,
     "plot": 10, "fit": 10, "verify": 10, "boosting": 10,
     "testing": 11, "fit_dask": 11,

@@ -17,7 +17,11 @@ Inputs: integer inputs are cast to the default float type; arguments broadcast a
 Kinks: PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5
     at a tie; clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch
     c selects; sqrt and norm have the subgradient 0 at 0.
-TensorFlow: plain functions, loss_with_gradient (tf.custom_gradient) and a Keras Loss class.
+TensorFlow: plain functions in the definition's order; loss_with_gradient (tf.custom_gradient); a
+    keras.losses.Loss <Name>Loss as Keras' own losses are: call(y_true, y_pred) with y_true the
+    arguments that are not targets and y_pred the targets (several packed along the last axis),
+    Keras' rank matching, sample_weight, dtype policy and reduction, saved under a name that
+    identifies the formula.
 """
 
 
@@ -372,20 +376,74 @@ def loss_with_gradient(y, z):
     return _loss(z)
 
 
-@tf.keras.utils.register_keras_serializable(package="losscomp")
+def _same_rank(x1, x2):
+    """Keras' rank matching of y_true and y_pred: when their ranks differ by one and the larger ends in
+    an axis of 1, that axis is squeezed, or (for a rank-1 partner) added to the partner."""
+    r1, r2 = len(x1.shape), len(x2.shape)
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        if r2 == 1:
+            return x1, tf.expand_dims(x2, -1)
+        return tf.squeeze(x1, -1), x2
+    if r2 == r1 + 1 and x2.shape[-1] == 1:
+        if r1 == 1:
+            return tf.expand_dims(x1, -1), x2
+        return x1, tf.squeeze(x2, -1)
+    return x1, x2
+
+
+def _label_rank(labels, scores):
+    """Integer labels beside scores: a trailing axis of 1 on the labels is dropped, as Keras' sparse losses do."""
+    if len(labels.shape) == len(scores.shape) and labels.shape[-1] == 1:
+        return tf.squeeze(labels, -1)
+    return labels
+
+
+def _keras_from_config(cls, config):
+    """The loss of a saved config: this class when the saved formula is this module's, else the loaded
+    class registered for the saved formula; a clear error when none is loaded."""
+    config = dict(config)
+    formula = config.pop("formula", cls.FORMULA)
+    saved = config.pop("regenerate", None)
+    if formula == cls.FORMULA:
+        return cls(**config)
+    other = tf.keras.utils.get_registered_object(f"{cls.REGISTERED}_{formula}")
+    if other is None:
+        raise ValueError(
+            f"the saved loss {config.get('name')!r} is the formula {formula}, but the loaded module defines "
+            f"{cls.__name__} as the formula {cls.FORMULA} and no module of the saved formula is loaded; "
+            f"regenerate it with: {saved or 'losscomp compile (the saved source) --backend tensorflow'} "
+            f"and import the file before loading the model")
+    return other.from_config({**config, "formula": formula})
+
+
+@tf.keras.utils.register_keras_serializable(package='losscomp', name='SoftmaxCeLoss_65565d058c')
 class SoftmaxCeLoss(tf.keras.losses.Loss):
-    """Keras loss for model.compile(loss=...): per-sample mean of l over the
-    non-batch axes, then Keras's reduction ('sum_over_batch_size' by default)."""
+    """softmax_ce as a Keras loss for model.compile(loss=...): y_true is y, y_pred is z; one value
+    per sample, then Keras' sample_weight, dtype policy and reduction ('sum_over_batch_size' by
+    default). Saved configs load only with this formula (65565d058c)."""
 
-    def __init__(self, reduction='sum_over_batch_size', name='softmax_ce', **kwargs):
-        super().__init__(reduction=reduction, name=name, **kwargs)
+    Y_TRUE = ('y',)  # what y_true holds (packed along the last axis when several)
+    Y_PRED = ('z',)  # what y_pred holds
+    FORMULA = '65565d058c'  # hash of the formula: its values, parameters and targets
+    REGISTERED = 'losscomp>SoftmaxCeLoss'
+    REGENERATE = "losscomp compile 'softmax_ce(y: simplex, z) = -sum(y * log_softmax(z))' --name softmax_ce --backend tensorflow -o softmax_ce_tensorflow.py"
 
-    def call(self, y, z):
-        z = tf.convert_to_tensor(z)
-        y = tf.cast(y, z.dtype)
-        l = values(y, z)
-        rank = len(l.shape)
-        return tf.reduce_mean(l, axis=list(range(1, rank))) if rank > 1 else l
+    def __init__(self, *, reduction='sum_over_batch_size', name='softmax_ce', **kwargs):
+        tf.keras.losses.Loss.__init__(self, reduction=reduction, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        l = values(y_true, y_pred)
+        return tf.reshape(l, tf.shape(l)[:1])
 
     def get_config(self):
-        return {**super().get_config()}
+        return {**tf.keras.losses.Loss.get_config(self), 'dtype': self.dtype,
+                'formula': self.FORMULA, 'regenerate': self.REGENERATE}
+
+    @classmethod
+    def from_config(cls, config):
+        return _keras_from_config(cls, config)
+
+
+# saved files carry the plain name; from_config picks the class of the saved formula
+SoftmaxCeLoss = tf.keras.utils.register_keras_serializable(package='losscomp', name='SoftmaxCeLoss')(SoftmaxCeLoss)

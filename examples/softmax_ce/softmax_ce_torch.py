@@ -17,7 +17,10 @@ Inputs: integer inputs are cast to the default float type; arguments broadcast a
 Kinks: PyTorch's convention: abs'(0) = sign'(x) = relu'(0) = 0; max/min split the gradient 0.5/0.5
     at a tie; clip passes the gradient at its bounds; 'if c then a else b' differentiates the branch
     c selects; sqrt and norm have the subgradient 0 at 0.
-PyTorch: plain functions, an autograd.Function whose backward is grad(), and an nn.Module.
+PyTorch: plain functions in the definition's order; an autograd.Function whose backward is grad();
+    an nn.Module <Name>Loss as the torch.nn losses are: forward(input, target, ...) in PyTorch's
+    order (input is the prediction, the first target; target is the first other argument),
+    reduction='mean' | 'sum' | 'none', parameters as constructor arguments (tensors may be learned).
 """
 
 
@@ -343,27 +346,110 @@ def newton_hessian(X, y, w, *, sample_weight=None):
     return _block_gram(X, hessian(y, _matvec(X, w), sample_weight=sample_weight))
 
 
+def _targets_vjp(shape, weights, inputs, parameters):
+    """d sum(weights * l) / d targets over the loss values l. grad() of this module (reduction 'mean')
+    with sample_weight=w is sum(w dl) / sum(w): the positive and the negative part of the weights go
+    through it separately, each scaled back by its sum (a part that is all zero contributes zero);
+    one weight for all (reduction "mean" or "sum") is N times grad()."""
+    if weights.dim() == 0:
+        g = grad(*inputs, **parameters)
+        scale = weights * shape.numel()
+        return tuple(scale * x for x in (g if isinstance(g, tuple) else (g,)))
+    total = None
+    for sign in (1, -1):
+        part = torch.relu(sign * weights).expand(shape)
+        mass = part.sum()
+        safe = torch.where(mass > 0, part, torch.ones_like(part))
+        g = grad(*inputs, **parameters, sample_weight=safe)
+        scale = torch.where(mass > 0, sign * mass, torch.zeros_like(mass))
+        g = tuple(scale * x for x in (g if isinstance(g, tuple) else (g,)))
+        total = g if total is None else tuple(a + b for a, b in zip(total, g))
+    return total
+
+
+def _reduction(reduction):
+    """reduction= of a torch.nn loss."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction: 'mean', 'sum' or 'none'")
+    return reduction
+
+
+def _same_shape(x_name, x, t_name, t):
+    """An input and a target whose broadcast is larger than the input: an error (PyTorch's losses warn
+    that this "will likely lead to incorrect results due to broadcasting")."""
+    if not (torch.is_tensor(x) and torch.is_tensor(t)) or x.shape == t.shape:
+        return
+    if x.dim() != t.dim() and x.dim() > 0 and t.dim() > 0:
+        raise ValueError(f"{t_name} of shape {tuple(t.shape)} and {x_name} of shape {tuple(x.shape)} "
+                         f"have different numbers of axes: broadcast, they would give "
+                         f"{tuple(torch.broadcast_shapes(x.shape, t.shape))}; reshape one to the other")
+    if x.dim() == t.dim():
+        shape = torch.broadcast_shapes(x.shape, t.shape)
+        if shape != x.shape:
+            raise ValueError(f"{t_name} of shape {tuple(t.shape)} broadcasts {x_name} of shape "
+                             f"{tuple(x.shape)} to {tuple(shape)}: the loss would run over values the "
+                             f"prediction does not have; give both one shape")
+
+
 class SoftmaxCeLossFunction(torch.autograd.Function):
-    """The loss as an autograd.Function: backward is the symbolic gradient; only inputs are saved."""
+    """softmax_ce as an autograd.Function: apply(reduction, y, z), in the definition's order.
+    backward: the symbolic grad() for z; torch autograd of values() for any other tensor input
+    that needs a gradient. Only the inputs are saved."""
 
     @staticmethod
-    def forward(ctx, y, z):
-        ctx.save_for_backward(y, z)
-        return loss(y, z)
+    def forward(ctx, reduction, *inputs):
+        tensors = tuple(x if torch.is_tensor(x) else torch.as_tensor(x) for x in inputs[:2])
+        parameters = inputs[2:]
+        ctx.save_for_backward(*tensors)
+        ctx.parameters = parameters
+        ctx.reduction = reduction
+        l = values(*tensors, **{})
+        ctx.shape = l.shape
+        if reduction == "mean":
+            return l.mean()
+        if reduction == "sum":
+            return l.sum()
+        return l.reshape(l.shape[:1])
 
     @staticmethod
     def backward(ctx, upstream):
-        saved = ctx.saved_tensors
-        grads = grad(*saved)
-        grads = (grads,)
-        return None, upstream * grads[0]
+        tensors = ctx.saved_tensors
+        parameters = ctx.parameters
+        keywords = {}
+        if ctx.reduction == "mean":
+            weights = upstream / max(int(ctx.shape.numel()), 1)
+        elif ctx.reduction == "sum":
+            weights = upstream
+        else:
+            weights = upstream.reshape(ctx.shape)
+        grads = [None] * 2
+        if any(ctx.needs_input_grad[1 + i] for i in (1,)):
+            symbolic = _targets_vjp(ctx.shape, weights, tensors, keywords)
+            for i, g in zip((1,), symbolic):
+                grads[i] = g
+        # any other tensor input that needs a gradient: torch autograd of the loss values
+        others = [i for i in range(2) if ctx.needs_input_grad[1 + i] and i not in (1,)]
+        if others:
+            with torch.enable_grad():
+                leaves = [x.detach().requires_grad_(i in others) if torch.is_tensor(x) else x
+                    for i, x in enumerate((*tensors, *parameters))]
+                l = values(*leaves[:2], **{})
+                autodiff = torch.autograd.grad(
+                    l, [leaves[i] for i in others], weights.expand(l.shape), allow_unused=True)
+            for i, g in zip(others, autodiff):
+                grads[i] = g if g is not None else torch.zeros_like(leaves[i])
+        return (None, *grads)
 
 
 class SoftmaxCeLoss(torch.nn.Module):
-    """nn.Module form of the loss; parameters are attributes that may change between calls."""
+    """softmax_ce as a torch.nn loss: forward(input, target) in PyTorch's order: input is z, target
+    is y. reduction="mean" | "sum" | "none" as every torch.nn loss."""
 
-    def __init__(self):
-        super().__init__()
+    ORDER = ('z', 'y')  # the definition's arguments in the order forward takes them
 
-    def forward(self, y, z):
-        return SoftmaxCeLossFunction.apply(y, z)
+    def __init__(self, *, reduction='mean'):
+        torch.nn.Module.__init__(self)
+        self.reduction = _reduction(reduction)
+
+    def forward(self, input, target):
+        return SoftmaxCeLossFunction.apply(self.reduction, target, input)

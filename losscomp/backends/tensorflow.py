@@ -361,7 +361,10 @@ BACKEND = Backend(
     helpers={**HELPERS, **_COMMON},
     reductions=_REDUCTIONS,
     extras=_extras,
-    notes=("TensorFlow: plain functions, loss_with_gradient (tf.custom_gradient) and a Keras Loss class.",),
+    notes=("TensorFlow: plain functions in the definition's order; loss_with_gradient (tf.custom_gradient); a "
+           "keras.losses.Loss <Name>Loss as Keras' own losses are: call(y_true, y_pred) with y_true the arguments "
+           "that are not targets and y_pred the targets (several packed along the last axis), Keras' rank "
+           "matching, sample_weight, dtype policy and reduction, saved under a name that identifies the formula.",),
     inplace=False,
     tensor_scalars=True,
 )

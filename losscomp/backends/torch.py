@@ -349,6 +349,9 @@ BACKEND = Backend(
     helpers={**HELPERS, **_COMMON},
     reductions=_REDUCTIONS,
     extras=_extras,
-    notes=("PyTorch: plain functions, an autograd.Function whose backward is grad(), and an nn.Module.",),
+    notes=("PyTorch: plain functions in the definition's order; an autograd.Function whose backward is grad(); "
+           "an nn.Module <Name>Loss as the torch.nn losses are: forward(input, target, ...) in PyTorch's order "
+           "(input is the prediction, the first target; target is the first other argument), "
+           "reduction='mean' | 'sum' | 'none', parameters as constructor arguments (tensors may be learned).",),
     tensor_scalars=True,
 )

@@ -151,7 +151,8 @@ def _dtype_of(value) -> str:
 def check(fn: Callable, against, kind: str = "loss", framework: str | None = None,
           wrt: str | Sequence[str] | None = None, *, name: str | None = None,
           params: Mapping[str, float] | None = None, reduction: str = "mean", points: int = 20_000,
-          seed: int = 0, rtol: float | None = None, atol: float | None = None) -> Report:
+          seed: int = 0, rtol: float | None = None, atol: float | None = None,
+          arguments: Mapping[str, str] | None = None) -> Report:
     """Check `fn` against the formula `against`; see the module docstring for what is compared.
 
     kind: 'loss', 'grad' or 'hessian'. framework: detected from `fn` when None. wrt: the target(s)
@@ -159,6 +160,11 @@ def check(fn: Callable, against, kind: str = "loss", framework: str | None = Non
     when it has parameters of the same names). reduction: what a scalar loss (and the gradient) is
     expected to be of: 'mean' (default) or 'sum'. points: about how many elements to sample, at most
     `sampling.MAX_CHECK_POINTS` (10^6).
+    arguments: formula argument (or parameter) -> fn's parameter name, e.g. {"y_pred": "input",
+    "y": "target"}. Without it, arguments go by equal names, then by the frameworks' names (the
+    formula's prediction to `input` / `y_pred` / `logits`..., its truth to `target` / `y_true` /
+    `labels`...), then by position: PyTorch's order (prediction, target) for an nn.Module, Keras'
+    (y_true, y_pred) for a Keras Loss, else the formula's.
     """
     points, seed = sampling.sample_options(points, seed, sampling.MAX_CHECK_POINTS, "check")
     if kind not in KINDS:
@@ -173,9 +179,9 @@ def check(fn: Callable, against, kind: str = "loss", framework: str | None = Non
     reference = Reference(loss, lambda argument: compile_against(against, name=name, wrt=argument,
                                                                  params=params))
     sample = sampling.sample(loss, points, seed)
-    arguments = tuple(a.name for a in loss.definition.arguments)
+    names = tuple(a.name for a in loss.definition.arguments)
     parameters = {p.name: float(p.default) for p in loss.definition.parameters}
-    binding = frameworks.Binding(fn, arguments, parameters)
+    binding = frameworks.Binding(fn, names, parameters, mapping=arguments, prediction=_prediction(loss))
 
     def probe(fw_name: str):
         small = sample.take(np.arange(min(sample.size, 8)))
@@ -190,10 +196,20 @@ def check(fn: Callable, against, kind: str = "loss", framework: str | None = Non
     tolerance = Tolerance(rtol if rtol is not None else tolerance.rtol, atol if atol is not None else tolerance.atol)
     run = _Run(loss, reference, sample, subject, kind, reduction, tolerance, first)
     comparisons = run.comparisons()
+    if binding.note():
+        notes.insert(0, binding.note())
     return Report(function=frameworks.describe(fn), against=_against_text(against, loss), kind=kind,
                   framework=fw.name, call=binding.text(), targets=tuple(loss.targets),
                   sample=_sample_info(sample), comparisons=comparisons, tolerance=tolerance.to_dict(),
                   notes=notes + run.notes)
+
+
+def _prediction(loss) -> str | None:
+    """The formula's prediction: its default target (the `wrt` clause, else the second argument)."""
+    definition = loss.definition
+    if definition.wrt:
+        return definition.wrt[0]
+    return definition.arguments[1].name if len(definition.arguments) > 1 else None
 
 
 def _against_text(against, loss) -> str:

@@ -98,6 +98,22 @@ def _import_file(path: Path):
         sys.path.remove(str(root))
 
 
+def argument_mapping(text: str | None) -> dict[str, str] | None:
+    """`y_pred=input,y=target` -> {"y_pred": "input", "y": "target"}."""
+    if text is None:
+        return None
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier() or not value.isidentifier():
+            raise CheckInputError(f"--arguments takes FORMULA_ARGUMENT=PARAMETER pairs separated by commas, "
+                                  f"e.g. y_pred=input,y=target; got {item.strip()!r}")
+        if key in mapping:
+            raise CheckInputError(f"--arguments names '{key}' twice")
+        mapping[key] = value
+    return mapping
+
+
 def _emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(payload, allow_nan=False) + "\n")
 
@@ -112,9 +128,10 @@ def run_check(args, source: str) -> int:
         with redirect:
             fn = load_function(args.function)
             wrt = args.wrt[0] if args.wrt and len(args.wrt) == 1 else args.wrt
+            mapping = argument_mapping(getattr(args, "arguments", None))
             report = check(fn, against=source, kind=args.kind, framework=args.framework, wrt=wrt,
                            name=args.name, params=args.params, reduction=args.reduction, points=args.points,
-                           seed=args.seed)
+                           seed=args.seed, arguments=mapping)
     except LossError as error:
         if args.json:
             sys.stdout = stdout

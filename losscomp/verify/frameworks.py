@@ -260,64 +260,183 @@ class Framework:
 
 # -- calling the user's function ------------------------------------------------------------------
 
-class Binding:
-    """How the formula's arguments reach `fn`: by name when its parameters carry the formula's names,
-    else by position; the formula's parameters go by name to parameters of the same name."""
+# Names frameworks give their loss arguments: PyTorch (input, target), Keras (y_true, y_pred), optax
+# (predictions, targets), TensorFlow (labels, logits).
+PREDICTION_NAMES = ("input", "y_pred", "pred", "preds", "prediction", "predictions", "y_hat", "yhat",
+                    "logits", "output", "outputs", "scores")
+TRUTH_NAMES = ("target", "targets", "y_true", "true", "truth", "label", "labels")
 
-    def __init__(self, fn, arguments: Sequence[str], parameters: Mapping[str, float]):
+
+def framework_object(fn) -> str | None:
+    """'torch' for an nn.Module, 'keras' for a keras.losses.Loss, else None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(fn, torch.nn.Module):
+        return "torch"
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(fn, getattr(getattr(keras, "losses", None), "Loss", ())):
+        return "keras"
+    return None
+
+
+class Binding:
+    """How the formula's arguments reach `fn`, decided once:
+
+    1. `mapping` (formula argument or parameter -> fn's parameter name), as the caller gave it;
+    2. a parameter of fn with the formula argument's own name;
+    3. the frameworks' names: the formula's prediction (its default target) goes to `input`,
+       `y_pred`, `predictions`, `logits`, ...; its truth (the first argument that is not a target) to
+       `target`, `y_true`, `labels`, ...;
+    4. the rest by position, in the framework's conventional order for a framework loss object (an
+       nn.Module takes (prediction, truth, ...), PyTorch's order; a Keras Loss (y_true, y_pred)),
+       else in the formula's order.
+    The formula's parameters go by name to fn's parameters of the same name (or as `mapping` says).
+    """
+
+    def __init__(self, fn, arguments: Sequence[str], parameters: Mapping[str, float],
+                 mapping: Mapping[str, str] | None = None, prediction: str | None = None):
         self.fn = fn
         self.arguments = tuple(arguments)
+        self.how: list[str] = []
         try:
             signature = inspect.signature(_signature_source(fn))
         except (TypeError, ValueError):
             signature = None
-        names, positional, required, var_positional = set(), [], 0, False
-        if signature is not None:
-            for p in signature.parameters.values():
-                if p.kind == p.VAR_POSITIONAL:
-                    var_positional = True
-                elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                    positional.append(p)
-                    required += p.default is p.empty
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                    names.add(p.name)
-            missing = [p.name for p in signature.parameters.values()
-                       if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in self.arguments
-                       and p.name not in parameters]
-            if missing:
-                raise CheckInputError(f"{describe(fn)} requires keyword argument(s) {', '.join(missing)} "
-                                      "that the formula does not provide")
-        self.by_name = signature is not None and all(a in names for a in self.arguments)
-        if signature is not None and not self.by_name:
-            k = len(self.arguments)
-            if required > k or (len(positional) < k and not var_positional):
-                have = ", ".join(p.name for p in positional) or "no positional parameters"
+        kinds = signature.parameters if signature is not None else {}
+        positional = [n for n, p in kinds.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        named = {n for n, p in kinds.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        var_positional = any(p.kind == p.VAR_POSITIONAL for p in kinds.values())
+        var_keyword = any(p.kind == p.VAR_KEYWORD for p in kinds.values())
+        mapping = _checked_mapping(fn, mapping, self.arguments, parameters, signature, set(positional) | named,
+                                   var_keyword)
+        chosen: dict[str, str] = {a: mapping[a] for a in self.arguments if a in mapping}
+        used = set(chosen.values())
+        if chosen:
+            self.how.append("as arguments= says")
+        for a in self.arguments:
+            if a not in chosen and a in kinds and a not in used and a in set(positional) | named:
+                chosen[a] = a
+                used.add(a)
+        prediction = prediction if prediction in self.arguments else None
+        truth = next((a for a in self.arguments if a != prediction), None) if prediction else None
+        for role, names in ((prediction, PREDICTION_NAMES), (truth, TRUTH_NAMES)):
+            if role is None or role in chosen:
+                continue
+            name = next((n for n in names if n in kinds and n not in used and n in set(positional) | named), None)
+            if name is not None:
+                chosen[role] = name
+                used.add(name)
+                if "by the frameworks' names" not in self.how:
+                    self.how.append("by the frameworks' names")
+        owner = framework_object(fn)
+        rest = [a for a in self.arguments if a not in chosen]
+        if owner is not None and prediction is not None and truth is not None:
+            first = [prediction, truth] if owner == "torch" else [truth, prediction]
+            order = first + [a for a in self.arguments if a not in first]
+            rest = [a for a in order if a not in chosen]
+            if len(rest) > 1 and rest != [a for a in self.arguments if a in rest]:
+                self.how.append("in PyTorch's order (input, target, ...)" if owner == "torch"
+                                else "in Keras' order (y_true, y_pred)")
+        free = [n for n in positional if n not in used]
+        if signature is None:
+            chosen, extra = {}, rest
+        else:
+            if len(rest) > len(free) and not var_positional:
+                have = ", ".join(positional) or "no positional parameters"
                 raise CheckInputError(
-                    f"{describe(fn)} takes ({have}), but the formula has {k} argument(s) "
-                    f"({', '.join(self.arguments)}) to pass by position")
-        self.keywords = {k: v for k, v in parameters.items() if k in names and k not in self.arguments}
-        self.parameter_names = [p.name for p in positional]
+                    f"{describe(fn)} takes ({have}), but the formula has {len(self.arguments)} argument(s) "
+                    f"({', '.join(self.arguments)}); pass arguments={{formula argument: parameter name}} "
+                    "to say which is which")
+            chosen.update(zip(rest, free))
+            extra = rest[len(free):]  # into *args
+        # positional-only parameters (and everything before *args) by position, the rest by keyword
+        at = {n: a for a, n in chosen.items()}
+        needed = [i for i, n in enumerate(positional) if n in at and kinds[n].kind == kinds[n].POSITIONAL_ONLY]
+        prefix = len(positional) if extra else (max(needed) + 1 if needed else 0)
+        gaps = [positional[i] for i in range(prefix) if positional[i] not in at]
+        if gaps:
+            raise CheckInputError(f"{describe(fn)} needs '{gaps[0]}' before the arguments it takes by position; "
+                                  "pass arguments= for every formula argument")
+        self.order = list(kinds)                     # fn's parameters, in its order (for text())
+        self.names = chosen                          # formula argument -> fn's parameter name
+        if self.how and all(chosen.get(a) == n for a, n in zip(self.arguments, positional)) and not mapping:
+            self.how = []                            # the formula's order anyway: nothing to say
+        self.leading = [at[positional[i]] for i in range(prefix)] + list(extra)
+        self.missing_keywords(signature, parameters, mapping)
+        self.keywords = {mapping.get(k, k): v for k, v in parameters.items()
+                         if mapping.get(k, k) in named and mapping.get(k, k) not in used | set(chosen.values())
+                         and k not in self.arguments}
+
+    def missing_keywords(self, signature, parameters, mapping) -> None:
+        """Every parameter of fn without a default gets a value."""
+        if signature is None:
+            return
+        given = set(self.names.values()) | {mapping.get(k, k) for k in parameters}
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        missing = [p.name for p in signature.parameters.values()
+                   if p.kind not in variadic and p.default is p.empty and p.name not in given]
+        if missing:
+            raise CheckInputError(f"{describe(self.fn)} requires {', '.join(missing)}, which the formula "
+                                  f"({', '.join(self.arguments)}) does not provide; pass arguments= to say "
+                                  "which formula argument goes where")
 
     def call(self, tensors: Mapping[str, Any], swap: tuple[str, str] | None = None):
         """fn applied to the tensors; `swap` exchanges two arguments (to test for swapped arguments)."""
-        order = list(self.arguments)
+        values = {a: tensors[a] for a in self.arguments}
         if swap is not None:
-            i, j = order.index(swap[0]), order.index(swap[1])
-            order[i], order[j] = order[j], order[i]
-        values = [tensors[name] for name in order]
-        if self.by_name:
-            return self.fn(**dict(zip(self.arguments, values)), **self.keywords)
-        return self.fn(*values, **self.keywords)
+            values[swap[0]], values[swap[1]] = values[swap[1]], values[swap[0]]
+        leading = [values[a] for a in self.leading]
+        named = {self.names[a]: values[a] for a in self.arguments if a not in self.leading}
+        return self.fn(*leading, **named, **self.keywords)
 
     def text(self) -> str:
-        """How the call is made, e.g. `fn(y_pred=<y>, y_true=<y_pred>)`."""
-        if self.by_name:
-            parts = list(self.arguments)
-        else:
-            names = self.parameter_names or [f"#{i}" for i in range(len(self.arguments))]
-            parts = [f"{n}=<{a}>" if n != a else n for n, a in zip(names, self.arguments)]
+        """How the call is made, e.g. `fn(input=<y_pred>, target=<y>)`."""
+        parts = []
+        for a in self.leading:
+            n = self.names.get(a)
+            parts.append(f"{n}=<{a}>" if n and n != a else (a if n else f"<{a}>"))
+        rank = {n: i for i, n in enumerate(self.order)}
+        for a in sorted((a for a in self.arguments if a not in self.leading), key=lambda a: rank.get(self.names[a], 0)):
+            n = self.names[a]
+            parts.append(a if n == a else f"{n}=<{a}>")
         parts += [f"{k}={v!r}" for k, v in self.keywords.items()]
         return f"{describe(self.fn)}({', '.join(parts)})"
+
+    def note(self) -> str | None:
+        """How the arguments were matched, when it was more than same names or the formula's order."""
+        if not self.how:
+            return None
+        pairs = ", ".join(f"{a} -> {self.names.get(a, '#' + str(i))}" for i, a in enumerate(self.arguments))
+        return f"arguments matched {', then '.join(self.how)}: {pairs}"
+
+
+def _checked_mapping(fn, mapping, arguments, parameters, signature, accepted: set[str],
+                     var_keyword: bool) -> dict[str, str]:
+    """`arguments=` as given, each key a formula argument or parameter, each value a parameter of fn."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise CheckInputError(f"arguments= maps formula arguments to the function's parameter names, e.g. "
+                              f"{{'y_pred': 'input', 'y': 'target'}}; got {type(mapping).__name__}")
+    from ..errors import did_you_mean
+
+    known = list(arguments) + list(parameters)
+    out: dict[str, str] = {}
+    for key, value in mapping.items():
+        if key not in known:
+            raise CheckInputError(f"arguments= names '{key}', which is not an argument or parameter of the "
+                                  f"formula{did_you_mean(str(key), known)} (its arguments: {', '.join(arguments)})")
+        if not isinstance(value, str) or not value.isidentifier():
+            raise CheckInputError(f"arguments= maps '{key}' to {value!r}; give the function's parameter name")
+        if signature is not None and value not in accepted and not var_keyword:
+            raise CheckInputError(f"arguments= maps '{key}' to '{value}', but {describe(fn)} has no parameter "
+                                  f"'{value}'{did_you_mean(value, sorted(accepted))} (it takes "
+                                  f"{', '.join(signature.parameters) or 'none'})")
+        out[key] = value
+    values = list(out.values())
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise CheckInputError(f"arguments= sends two formula arguments to '{twice[0]}'")
+    return out
 
 
 def _signature_source(fn):

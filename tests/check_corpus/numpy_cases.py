@@ -30,8 +30,14 @@ def log_cosh_no_log2(y, y_pred):
     return e + np.logaddexp(0.0, -2 * e)
 
 
-def bce_arguments_swapped(y_pred, y_true):
-    """Takes (y_pred, y_true), so a call in the formula's order (y, p) mixes them up."""
+def bce_arguments_swapped(probability, outcome):
+    """Takes the prediction first under names that say nothing of it, so a call in the formula's order
+    (y, p) mixes them up."""
+    return -(outcome * np.log(probability) + (1 - outcome) * np.log(1 - probability))
+
+
+def bce_prediction_first(y_pred, y_true):
+    """Takes (y_pred, y_true): Keras' names say which is which, whatever their order."""
     return -(y_true * np.log(y_pred) + (1 - y_true) * np.log(1 - y_pred))
 
 
@@ -145,4 +151,5 @@ RIGHT = [
     Case(hinge_grad, "hinge", "grad", "agrees"),
     Case(poisson_grad, "poisson_nll", "grad", "agrees"),
     Case(squared_hinge_maximum, "squared_hinge", "loss", "agrees"),
+    Case(bce_prediction_first, "bce", "loss", "agrees"),
 ]

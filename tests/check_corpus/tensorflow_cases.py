@@ -31,9 +31,15 @@ def log_cosh_keras_style(y, y_pred):
     return tf.math.softplus(-2.0 * e) + e
 
 
-def poisson_swapped(y_pred, y_true):
-    """Takes (y_pred, y_true); called as (y, log_rate) it computes exp(y) - log_rate y."""
-    return tf.exp(y_pred) - y_true * y_pred
+def poisson_swapped(rate_log, count):
+    """Takes the prediction first under names no framework uses; called as (y, log_rate) it computes
+    exp(y) - log_rate y."""
+    return tf.exp(rate_log) - count * rate_log
+
+
+def poisson_input_target(input, target):
+    """PyTorch's (input, target) names, in a TensorFlow function: mapped by the names."""
+    return tf.exp(input) - target * input
 
 
 def underestimation_penalty(y_true, y_pred):
@@ -121,4 +127,5 @@ RIGHT = [
     Case(mae_grad_sign, "mae", "grad", "agrees"),
     Case(log_cosh_softplus, "log_cosh", "loss", "agrees"),
     Case(bce_logits_tf, "bce_logits", "loss", "agrees"),
+    Case(poisson_input_target, "poisson_nll", "loss", "agrees"),
 ]
